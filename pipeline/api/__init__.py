@@ -1,0 +1,1 @@
+"""HTTP API: ``create_app(settings, store)`` and the Serve ingress ``ApiIngress`` (in ``ingress``)."""

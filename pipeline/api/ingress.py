@@ -1,0 +1,56 @@
+"""``ApiIngress``: the FastAPI app as a Ray Serve ingress deployment (a thin wrapper)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from pipeline.api.app import create_app
+from pipeline.settings import Settings
+from pipeline.store.redis_store import RedisStore
+
+
+@serve.deployment(name="ApiIngress")
+@serve.ingress()  # late-bound: the app is built per replica in __serve_build_asgi_app__
+class ApiIngress:
+    """HTTP entry point of the ``emotionpipe`` Serve application.
+
+    Args:
+        settings: The settings tree; its ``redis.url`` must be set (the stack sets it).
+        detector: Handle of the ``FaceDetector`` deployment (binding it deploys it).
+        classifier: Handle of the ``EmotionClassifier`` deployment; serves ``/pipeline/stats``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        detector: DeploymentHandle | None = None,
+        classifier: DeploymentHandle | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = RedisStore.from_settings(settings)
+        self._detector = detector
+        self._classifier = classifier
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Built here, not at import time, so each replica owns its Redis connection pool.
+        app = create_app(self._settings, self._store)
+        classifier = self._classifier
+
+        @app.get("/pipeline/stats", tags=["health"])
+        async def pipeline_stats() -> dict[str, Any]:
+            """One classifier replica's consumer counters and the faces stream backlog."""
+            if classifier is None:
+                return {}
+            stats: dict[str, Any] = await classifier.stats.remote()
+            return stats
+
+        return app
+
+    def __del__(self) -> None:
+        store = getattr(self, "_store", None)
+        if store is not None:
+            store.close()

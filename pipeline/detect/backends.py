@@ -1,0 +1,139 @@
+"""Face detector backends as plugins chosen by a ``type`` name.
+
+A backend is a class with a ``type`` class attribute, built from
+:class:`~pipeline.settings.DetectSettings`, whose :meth:`detect` turns a BGR
+frame into :class:`~pipeline.detect.types.Detection` objects. Backends register
+themselves with :func:`register_backend` (frigate's ``detector_types`` idea).
+Built-in backends living in their own modules are imported lazily by
+:func:`create_backend`, so importing this module never loads onnxruntime.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from pipeline.detect.exceptions import BackendLoadError, UnknownBackend
+from pipeline.detect.types import Detection
+from pipeline.settings import DetectSettings
+
+__all__ = [
+    "DetectorBackend",
+    "FakeBackend",
+    "available_backends",
+    "create_backend",
+    "register_backend",
+]
+
+
+@runtime_checkable
+class DetectorBackend(Protocol):
+    """What every face detector backend provides."""
+
+    type: ClassVar[str]
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """All faces above the backend's score threshold, best first.
+
+        Args:
+            frame_bgr: uint8 array ``(H, W, 3)`` in OpenCV's BGR order.
+        """
+        ...
+
+
+BackendFactory = Callable[[DetectSettings], DetectorBackend]
+_B = TypeVar("_B")
+
+_REGISTRY: dict[str, BackendFactory] = {}
+
+# Built-ins defined in modules of their own, imported on first use (they pull
+# heavy dependencies that fast unit tests and the API process never need).
+_LAZY_MODULES: dict[str, str] = {"retinaface": "pipeline.detect.retinaface_backend"}
+
+
+def register_backend(type_name: str) -> Callable[[_B], _B]:
+    """Class decorator registering a backend under ``type_name``.
+
+    The class must accept a :class:`DetectSettings` as its only required
+    constructor argument.
+    """
+
+    def wrap(cls: _B) -> _B:
+        _REGISTRY[type_name] = cls  # type: ignore[assignment]
+        return cls
+
+    return wrap
+
+
+def available_backends() -> list[str]:
+    """Names that :func:`create_backend` accepts."""
+    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
+
+
+def create_backend(settings: DetectSettings) -> DetectorBackend:
+    """Build the backend named by ``settings.backend``.
+
+    Raises:
+        UnknownBackend: No backend of that name exists.
+        BackendLoadError: The backend's module or model could not be loaded.
+    """
+    name = settings.backend
+    if name not in _REGISTRY and name in _LAZY_MODULES:
+        try:
+            importlib.import_module(_LAZY_MODULES[name])
+        except ImportError as exc:
+            raise BackendLoadError(f"detector backend {name!r} cannot be imported: {exc}") from exc
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise UnknownBackend(f"unknown detector backend {name!r}; known: {', '.join(available_backends())}")
+    return factory(settings)
+
+
+# Where the five landmarks sit inside a face box, as fractions of (w, h); rough
+# RetinaFace averages, good enough for a fake face to align like a real one.
+_FAKE_LANDMARKS = np.array(
+    [[0.32, 0.40], [0.68, 0.40], [0.50, 0.58], [0.36, 0.76], [0.64, 0.76]], dtype=np.float32
+)
+
+
+@register_backend("fake")
+class FakeBackend:
+    """Deterministic stand-in for unit tests: no model, no onnxruntime.
+
+    By default it "finds" one face in the middle of every frame that is not
+    entirely black (an all-zero frame has no faces), box side 40 % of the
+    shorter frame side. Tests may instead pass fixed boxes.
+    """
+
+    type: ClassVar[str] = "fake"
+
+    def __init__(
+        self,
+        settings: DetectSettings | None = None,
+        boxes: Sequence[tuple[int, int, int, int]] | None = None,
+        score: float = 0.99,
+    ) -> None:
+        self._boxes = None if boxes is None else [(int(x), int(y), int(w), int(h)) for x, y, w, h in boxes]
+        self._score = score
+
+    @staticmethod
+    def landmarks_for(box: tuple[int, int, int, int]) -> np.ndarray:
+        """Plausible ``(5, 2)`` landmarks of an upright face filling ``box``."""
+        x, y, w, h = box
+        return (_FAKE_LANDMARKS * np.array([w, h], np.float32) + np.array([x, y], np.float32)).astype(np.float32)
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        """The fixed boxes, or one centred face unless the frame is all black."""
+        boxes: list[tuple[int, int, int, int]]
+        if self._boxes is not None:
+            boxes = self._boxes
+        elif not frame_bgr.any():
+            boxes = []
+        else:
+            h, w = frame_bgr.shape[:2]
+            side = int(0.4 * min(h, w))
+            boxes = [((w - side) // 2, (h - side) // 2, side, side)]
+        return [Detection(bbox=b, score=self._score, landmarks=self.landmarks_for(b)) for b in boxes]

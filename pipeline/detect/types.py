@@ -1,0 +1,72 @@
+"""Value types of the detection stage.
+
+They cross Ray process boundaries (StreamReader actor -> FaceDetector replica and
+back), so they are small frozen dataclasses that pickle cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.detect.tracker import TrackState
+
+BBox = tuple[int, int, int, int]
+
+__all__ = ["BBox", "Detection", "DetectResult", "FrameMeta", "TrackState"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Detection:
+    """One face found in a frame.
+
+    Attributes:
+        bbox: ``(x, y, w, h)`` in frame pixels, clipped to the frame.
+        score: Detector confidence in [0, 1].
+        landmarks: ``(5, 2)`` float32 array of ``(x, y)`` frame pixels in the
+            RetinaFace order: left eye, right eye, nose, mouth left, mouth
+            right ("left" = image left for an upright face, i.e. the person's
+            right eye).
+    """
+
+    bbox: BBox
+    score: float
+    landmarks: np.ndarray
+
+    @property
+    def eye_centres(self) -> np.ndarray:
+        """``(2, 2)`` left and right eye points."""
+        return self.landmarks[:2]
+
+
+@dataclass(frozen=True, slots=True)
+class FrameMeta:
+    """Identity of a frame: which camera, which frame, when it was captured."""
+
+    camera_id: str
+    frame_id: int
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class DetectResult:
+    """What :meth:`FaceDetector.process` reports back to the StreamReader.
+
+    Attributes:
+        n_faces: Faces kept after score and size filtering.
+        boxes: Their ``(x, y, w, h)`` boxes, in face_idx order.
+        track_ids: Track id of each face (same order as ``boxes``).
+        tracks: Tracker state to pass with the camera's next frame.
+        publish_refused: True when the store refused the crops (backlog full);
+            the faces were detected but will not be classified.
+        timings: Milliseconds per phase (``detect``, ``align``, ``track``,
+            ``publish``, ``total``).
+    """
+
+    n_faces: int
+    boxes: tuple[BBox, ...]
+    track_ids: tuple[int, ...]
+    tracks: TrackState
+    publish_refused: bool = False
+    timings: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,110 @@
+"""The one settings tree.
+
+Read once at start-up with :func:`load_settings` (env vars prefixed ``EP_``,
+nested with ``__``, e.g. ``EP_REDIS__URL``), then passed down explicitly.
+Nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    url: str | None = Field(None, description="redis:// URL; unset = start an embedded redis-server.")
+    prefix: str = Field("ep:", description="Prefix of every key this project writes.")
+    embedded_port: int = Field(6390, description="Port of the embedded server (Ray's GCS owns 6379).")
+    embedded_binary: str = Field("redis-server", description="redis-server executable for embedded mode.")
+
+
+class IngestSettings(_Section):
+    default_fps: float = Field(5.0, gt=0, le=60, description="Sampling rate when a camera sets none.")
+    max_inflight: int = Field(2, ge=1, le=16, description="Frames a camera may have in detection at once.")
+    max_width: int = Field(960, ge=160, description="Frames wider than this are downscaled before detection.")
+    open_timeout_ms: int = Field(5000, description="OpenCV open timeout.")
+    read_timeout_ms: int = Field(5000, description="OpenCV read timeout.")
+    stall_after_s: float = Field(8.0, description="No new frame for this long = stalled; reconnect.")
+    backoff_initial_s: float = Field(0.5, description="First reconnect delay.")
+    backoff_max_s: float = Field(30.0, description="Reconnect delay cap (exponential with full jitter).")
+    allowed_schemes: tuple[str, ...] = Field(
+        ("rtsp", "rtsps", "http", "https"), description="URL schemes cameras may use."
+    )
+    allow_files: bool = Field(False, description="Allow file paths / file:// sources (tests, replays).")
+    reconcile_interval_s: float = Field(1.0, description="How often the camera manager syncs the registry.")
+
+
+class DetectSettings(_Section):
+    backend: str = Field("retinaface", description="Face detector backend.")
+    score_threshold: float = Field(0.6, ge=0, le=1, description="Minimum detection confidence.")
+    min_face_px: int = Field(20, description="Faces smaller than this (short side) are ignored.")
+    crop_size: int = Field(48, description="Side of the aligned face crop sent to the classifier.")
+    threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per replica.")
+    num_cpus: float = Field(0.5, gt=0, description="CPUs reserved per detector replica.")
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    max_ongoing_requests: int = Field(8, ge=1)
+    track_iou: float = Field(0.3, description="IoU above which a detection continues a track.")
+    track_max_age_s: float = Field(2.0, description="A track unseen this long is closed.")
+
+
+class ClassifySettings(_Section):
+    backend: str = Field("emonet", description="Classifier backend (emonet, deepface).")
+    model: str = Field("emonet-m", description="Shipped model name (emonet-m accurate, emonet-s fast).")
+    weights: Path | None = Field(None, description="Weights file (safetensors + card .json); overrides model.")
+    runtime: str = Field("onnx", description="Inference runtime: onnx (fastest on CPU) or torch.")
+    batch_size: int = Field(64, ge=1, le=1024, description="Faces per XREADGROUP batch.")
+    block_ms: int = Field(50, ge=1, description="XREADGROUP block time.")
+    threads: int = Field(1, ge=1, description="Inference threads per replica.")
+    num_cpus: float = Field(0.5, gt=0)
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (set >0 on GPU nodes).")
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(2, ge=1)
+    claim_idle_ms: int = Field(15000, description="Pending entries idle this long are reclaimed.")
+    max_deliveries: int = Field(5, description="Deliveries before an entry is dead-lettered.")
+    stream_maxlen: int = Field(20000, description="Producer refuses (and counts) crops beyond this backlog.")
+
+
+class AggregateSettings(_Section):
+    bucket_ttl_s: int = Field(86400 * 2, description="Lifetime of per-second/minute buckets.")
+    track_ema: float = Field(0.4, gt=0, le=1, description="Smoothing factor of per-track emotion.")
+    recent_results: int = Field(200, description="Recent results kept per camera for the UI.")
+
+
+class ApiSettings(_Section):
+    host: str = Field("127.0.0.1", description="HTTP bind address.")
+    port: int = Field(8000, description="HTTP port.")
+
+
+class RaySettings(_Section):
+    address: str | None = Field(None, description="Ray cluster address; unset = start a local one.")
+    num_cpus: int | None = Field(None, description="CPUs of the local cluster; unset = all.")
+    namespace: str = Field("emotionpipe", description="Ray namespace of the detached actors.")
+
+
+class Settings(BaseSettings):
+    """Root of the settings tree."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EP_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data_dir: Path = Field(Path(".ep-data"), description="Where the embedded Redis keeps its AOF.")
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    detect: DetectSettings = DetectSettings()
+    classify: ClassifySettings = ClassifySettings()
+    aggregate: AggregateSettings = AggregateSettings()
+    api: ApiSettings = ApiSettings()
+    ray: RaySettings = RaySettings()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment plus explicit overrides."""
+    return Settings(**overrides)  # type: ignore[arg-type]

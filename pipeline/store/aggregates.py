@@ -1,0 +1,182 @@
+"""Recording classification results and reading window summaries.
+
+:meth:`AggregateOps.record_results` is the consumer's commit point: bucket
+increments, track sets, per-track EMA state, recent results, the processed-id
+marks and the XACK all go in one MULTI/EXEC. The processed-id sets and the
+touched track states are WATCHed, so a message reclaimed and recorded twice
+(or two consumers updating one track) retries instead of double counting.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import redis
+
+from pipeline.aggregate.buckets import MINUTE, BucketTotals, accumulate, window_buckets
+from pipeline.aggregate.ema import TrackState, ema_update
+from pipeline.aggregate.summary import SeriesPoint, Summary, build_series, build_summary, track_summary
+from pipeline.contracts import EmotionResult
+from pipeline.exceptions import ContractError
+from pipeline.store.base import StoreBase
+from pipeline.store.keys import CLASSIFIER_GROUP
+
+
+class AggregateOps(StoreBase):
+    """Per-camera time buckets, track smoothing and recent results."""
+
+    def record_results(self, results: list[EmotionResult], msg_ids: list[bytes]) -> int:
+        """Record classified faces and acknowledge their stream entries, atomically.
+
+        Idempotent per message id: an id already recorded is acknowledged again but
+        not counted again. Results are matched to ``msg_ids`` by position.
+
+        Returns:
+            Number of results newly counted.
+
+        Raises:
+            ValueError: If the two lists differ in length.
+        """
+        if len(results) != len(msg_ids):
+            raise ValueError(f"{len(results)} results but {len(msg_ids)} message ids")
+        if not results:
+            return 0
+        pairs: dict[bytes, EmotionResult] = {}
+        for msg_id, result in zip(msg_ids, results):
+            pairs.setdefault(msg_id, result)  # the same id twice in one batch counts once
+        by_done_key: dict[str, list[bytes]] = defaultdict(list)
+        for msg_id in pairs:
+            by_done_key[self.keys.done(msg_id)].append(msg_id)
+        track_keys = {
+            (r.camera_id, r.track_id): self.keys.track(r.camera_id, r.track_id)
+            for r in pairs.values()
+            if r.track_id is not None
+        }
+        opts = self.options
+
+        def txn(pipe: redis.client.Pipeline) -> int:
+            # Read phase (WATCH is active, commands run immediately).
+            done: set[bytes] = set()
+            for key, ids in by_done_key.items():
+                done.update(i for i, seen in zip(ids, pipe.smismember(key, ids)) if seen)
+            fresh = sorted(
+                ((i, r) for i, r in pairs.items() if i not in done), key=lambda p: (p[1].ts, p[0])
+            )
+            states: dict[tuple[str, int], TrackState | None] = {}
+            for _, r in fresh:
+                if r.track_id is not None and (r.camera_id, r.track_id) not in states:
+                    states[(r.camera_id, r.track_id)] = TrackState.from_hash(
+                        pipe.hgetall(track_keys[(r.camera_id, r.track_id)])
+                    )
+            for _, r in fresh:  # oldest first, so the EMA ends at the newest face
+                if r.track_id is not None:
+                    tk = (r.camera_id, r.track_id)
+                    states[tk] = ema_update(states[tk], r.probs, r.ts, opts.track_ema)
+
+            pipe.multi()
+            pipe.xack(self.keys.faces, CLASSIFIER_GROUP, *pairs)
+            for key, ids in by_done_key.items():
+                pipe.sadd(key, *ids)
+                pipe.expire(key, opts.done_ttl_s)
+            for (camera_id, resolution, bucket), totals in accumulate(r for _, r in fresh).items():
+                ttl = opts.bucket_ttl_s if resolution == MINUTE else opts.second_ttl_s
+                key = self.keys.bucket(camera_id, resolution, bucket)
+                ints, floats = totals.increments()
+                for field, value in ints.items():
+                    pipe.hincrby(key, field, value)
+                for field, value in floats.items():
+                    pipe.hincrbyfloat(key, field, value)
+                pipe.expire(key, ttl)
+                if totals.tracks:
+                    tkey = self.keys.bucket_tracks(camera_id, resolution, bucket)
+                    pipe.sadd(tkey, *totals.tracks)
+                    pipe.expire(tkey, ttl)
+            for tk, state in states.items():
+                assert state is not None  # every watched track got at least one observation
+                pipe.hset(track_keys[tk], mapping=state.to_hash())
+                pipe.expire(track_keys[tk], opts.bucket_ttl_s)
+            newest: dict[str, EmotionResult] = {}
+            for _, r in fresh:
+                newest[r.camera_id] = r
+                if opts.recent_results:
+                    pipe.lpush(self.keys.recent(r.camera_id), r.encode())
+            for camera_id, r in newest.items():
+                if opts.recent_results:
+                    pipe.ltrim(self.keys.recent(camera_id), 0, opts.recent_results - 1)
+                    pipe.expire(self.keys.recent(camera_id), opts.bucket_ttl_s)
+                pipe.hset(self.keys.meta(camera_id), mapping={"model": r.model, "last_ts": repr(r.ts)})
+                pipe.expire(self.keys.meta(camera_id), opts.bucket_ttl_s)
+            return len(fresh)
+
+        watched = [*by_done_key, *track_keys.values()]
+        return int(self.client.transaction(txn, *watched, value_from_callable=True))
+
+    def _load_buckets(
+        self, camera_id: str, window_s: float, now: float, with_tracks: bool
+    ) -> tuple[str, list[tuple[int, BucketTotals]], set[int]]:
+        resolution, buckets = window_buckets(window_s, now)
+        pipe = self.client.pipeline(transaction=False)
+        for b in buckets:
+            pipe.hgetall(self.keys.bucket(camera_id, resolution, b))
+        if with_tracks:
+            # One SUNION instead of a SMEMBERS per bucket: a 600 s window is 600 buckets.
+            pipe.sunion([self.keys.bucket_tracks(camera_id, resolution, b) for b in buckets])
+        raw = pipe.execute()
+        tracks = {int(t) for t in raw.pop()} if with_tracks else set()
+        return resolution, [(b, BucketTotals.from_hash(h)) for b, h in zip(buckets, raw)], tracks
+
+    def summary(self, camera_id: str, window_s: float, now: float | None = None) -> Summary:
+        """Emotion summary of one camera over the window ending at ``now``.
+
+        Args:
+            camera_id: Camera id (a removed camera still has its history).
+            window_s: Window length, 1 s … 24 h. Up to 600 s per-second buckets are
+                used, beyond that per-minute buckets (window rounded up to whole minutes).
+            now: End of the window (Unix seconds); default the current time.
+
+        Raises:
+            ValueError: If the window is out of range.
+        """
+        now = time.time() if now is None else now
+        _, buckets, track_set = self._load_buckets(camera_id, window_s, now, with_tracks=True)
+        totals = BucketTotals()
+        for _, t in buckets:
+            totals.merge(t)
+        totals.tracks = track_set
+        track_ids = sorted(totals.tracks)
+        pipe = self.client.pipeline(transaction=False)
+        for tid in track_ids:
+            pipe.hgetall(self.keys.track(camera_id, tid))
+        pipe.hget(self.keys.meta(camera_id), "model")
+        *raw_states, model = pipe.execute()
+        tracks = []
+        for tid, raw in zip(track_ids, raw_states):
+            state = TrackState.from_hash(raw)
+            if state is not None:
+                tracks.append(track_summary(camera_id, tid, state))
+        return build_summary(
+            camera_id,
+            window_s,
+            now,
+            totals,
+            tracks,
+            model.decode() if model is not None else None,
+            distinct_tracks=len(track_ids),
+        )
+
+    def series(self, camera_id: str, window_s: float, now: float | None = None) -> list[SeriesPoint]:
+        """Per-bucket time series over the window (seconds up to 600 s, minutes beyond)."""
+        now = time.time() if now is None else now
+        resolution, buckets, _ = self._load_buckets(camera_id, window_s, now, with_tracks=False)
+        return build_series(resolution, buckets)
+
+    def recent_results(self, camera_id: str, limit: int = 50) -> list[EmotionResult]:
+        """Newest results of a camera, newest first (unreadable entries skipped)."""
+        out = []
+        for raw in self.client.lrange(self.keys.recent(camera_id), 0, max(limit, 1) - 1):
+            try:
+                out.append(EmotionResult.decode(raw))
+            except ContractError:
+                continue
+        return out

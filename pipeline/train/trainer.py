@@ -1,0 +1,281 @@
+"""Training loop for the emotion CNNs (CPU or CUDA, resumable, optional distillation).
+
+Everything an epoch needs lives on the training device: the uint8 dataset
+(66 MB), augmentation and the teachers. A checkpoint is written every epoch
+(``last.pt``) and whenever the validation accuracy improves (``best.pt``), so a
+killed run continues with ``--resume`` where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from pipeline.classify.metrics import classification_report
+from pipeline.classify.model import build_model
+from pipeline.classify.preprocess import MEAN, STD
+from pipeline.train.augment import AugmentConfig, augment, cutmix
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str = "runs/emonet-s"
+    arch: str = "emonet-s"
+    epochs: int = 120
+    batch_size: int = 128
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 3
+    label_smoothing: float = 0.0
+    class_weighting: str = "sqrt"  # none | sqrt | inverse
+    ema_decay: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    time_budget_min: float | None = None
+    teachers: list[str] = field(default_factory=list)
+    kd_alpha: float = 0.7
+    kd_temperature: float = 4.0
+    resume: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def load_split(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read ``x_<split>`` (N,48,48 uint8) and ``y_<split>`` from an npz file."""
+    with np.load(path) as data:
+        keys = (f"x_{split}", f"y_{split}")
+        missing = [k for k in keys if k not in data.files]
+        if missing:
+            raise KeyError(f"{path} has no {', '.join(missing)} (arrays: {', '.join(data.files)})")
+        x, y = data[keys[0]], data[keys[1]].astype(np.int64)
+    if x.ndim != 3 or x.shape[1:] != (48, 48) or len(x) != len(y):
+        raise ValueError(f"{path}: expected x_{split} (N,48,48) and y_{split} (N,), got {x.shape}, {y.shape}")
+    return x, y
+
+
+def to_input(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N,48,48) on any device -> normalised float (N,1,48,48); same maths as preprocess.normalise."""
+    return (x_u8.float().unsqueeze(1) / 255.0 - MEAN) / STD
+
+
+def class_weights(y: np.ndarray, mode: str, k: int = 7) -> torch.Tensor:
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    if mode == "none":
+        w = np.ones(k)
+    elif mode == "sqrt":
+        w = 1.0 / np.sqrt(counts)
+    elif mode == "inverse":
+        w = 1.0 / counts
+    else:
+        raise ValueError(f"class_weighting must be none|sqrt|inverse, not {mode!r}")
+    return torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32)
+
+
+def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model stored in a ``best.pt``/``last.pt`` checkpoint (eval mode)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(ckpt["arch"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x_u8: torch.Tensor, batch: int = 1024, tta: bool = False) -> torch.Tensor:
+    """Logits for uint8 faces; ``tta`` averages the image and its mirror."""
+    model.eval()
+    out = []
+    dev = next(model.parameters()).device
+    for i in range(0, len(x_u8), batch):
+        xb = to_input(x_u8[i : i + batch].to(dev))
+        with _autocast(dev):
+            logits = model(xb).float()
+            if tta:
+                logits = (logits + model(torch.flip(xb, dims=[3])).float()) / 2
+        out.append(logits.cpu())
+    return torch.cat(out)
+
+
+def _autocast(dev: torch.device):  # bf16 on CUDA; a no-op context on CPU
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+def _lr_at(step: float, cfg: TrainConfig, steps_per_epoch: int, total_epochs: int) -> float:
+    warm = cfg.warmup_epochs * steps_per_epoch
+    total = max(total_epochs * steps_per_epoch, warm + 1)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / (total - warm)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class Trainer:
+    """Owns model, optimiser, EMA and data for one run directory."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.device == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        x_tr, y_tr = load_split(cfg.data, "train")
+        x_va, y_va = load_split(cfg.data, "val")
+        self.x_train = torch.from_numpy(x_tr).to(self.device)
+        self.y_train = torch.from_numpy(y_tr).to(self.device)
+        self.x_val, self.y_val = torch.from_numpy(x_va), y_va
+        self.weights = class_weights(y_tr, cfg.class_weighting).to(self.device)
+
+        self.model = build_model(cfg.arch).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.opt = torch.optim.SGD(
+            self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+        self.teachers = [load_checkpoint_model(p, self.device)[0] for p in cfg.teachers]
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(cfg.seed)
+        self.epoch = 0
+        self.total_epochs = cfg.epochs
+        self.best_acc = 0.0
+        self.history: list[dict] = []
+        if cfg.resume and (self.out / "last.pt").exists():
+            self._restore(self.out / "last.pt")
+
+    # -- checkpoints -------------------------------------------------------
+    def _restore(self, path: Path) -> None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ckpt["model_raw"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.epoch, self.total_epochs = ckpt["epoch"], ckpt["total_epochs"]
+        self.best_acc, self.history = ckpt["best_acc"], ckpt["history"]
+        self.gen.set_state(ckpt["gen"])
+        torch.set_rng_state(ckpt["cpu_rng"])
+        log.info("resumed %s at epoch %d/%d (best %.4f)", path, self.epoch, self.total_epochs, self.best_acc)
+
+    def _save(self, val: dict) -> None:
+        meta = {"arch": self.cfg.arch, "epoch": self.epoch, "total_epochs": self.total_epochs}
+        ckpt = {
+            **meta,
+            "model_raw": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "best_acc": self.best_acc,
+            "history": self.history,
+            "gen": self.gen.get_state(),
+            "cpu_rng": torch.get_rng_state(),
+            "config": _jsonable(asdict(self.cfg)),
+        }
+        tmp = self.out / "last.pt.tmp"
+        torch.save(ckpt, tmp)
+        tmp.replace(self.out / "last.pt")  # atomic: a kill mid-write keeps the previous epoch
+        if val["accuracy"] >= self.best_acc:
+            self.best_acc = val["accuracy"]
+            source = self.ema.module if val["source"] == "ema" else self.model
+            state = {k: v.detach().cpu() for k, v in source.state_dict().items()}
+            best = {**meta, "model": state, "val": val, "config": ckpt["config"]}
+            torch.save(best, self.out / "best.pt")
+
+    # -- loop --------------------------------------------------------------
+    def _loss(self, logits: torch.Tensor, xb: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor, lam: float):
+        ce = lam * F.cross_entropy(logits, ya, weight=self.weights, label_smoothing=self.cfg.label_smoothing)
+        if lam < 1.0:
+            ce = ce + (1 - lam) * F.cross_entropy(
+                logits, yb, weight=self.weights, label_smoothing=self.cfg.label_smoothing
+            )
+        if not self.teachers:
+            return ce
+        t = self.cfg.kd_temperature
+        with torch.no_grad():
+            soft = torch.stack([F.softmax(m(xb).float() / t, dim=1) for m in self.teachers]).mean(0)
+        kd = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean") * t * t
+        return self.cfg.kd_alpha * kd + (1 - self.cfg.kd_alpha) * ce
+
+    def train_epoch(self) -> float:
+        cfg = self.cfg
+        self.model.train()
+        n = len(self.x_train)
+        steps = n // cfg.batch_size
+        perm = torch.randperm(n, generator=self.gen, device=self.device)
+        total = 0.0
+        bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1}/{self.total_epochs}", leave=False, mininterval=2)
+        for i in bar:
+            idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            xb = augment(to_input(self.x_train[idx]), cfg.augment, self.gen)
+            xb, ya, yb, lam = cutmix(xb, self.y_train[idx], cfg.augment, self.gen)
+            if self.device.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            lr = _lr_at(self.epoch * steps + i, cfg, steps, self.total_epochs)
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            with _autocast(self.device):
+                loss = self._loss(self.model(xb).float(), xb, ya, yb, lam)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.ema.update_parameters(self.model)
+            total += loss.item() if i % 20 == 0 else 0.0
+        return total / max(1, math.ceil(steps / 20))
+
+    def validate(self) -> dict:
+        best: dict = {}
+        for source, model in (("raw", self.model), ("ema", self.ema.module)):
+            pred = predict_logits(model, self.x_val).argmax(1).numpy()
+            rep = classification_report(self.y_val, pred)
+            if not best or rep.accuracy > best["accuracy"]:
+                best = {"source": source, "accuracy": rep.accuracy, "macro_f1": rep.macro_f1}
+        return best
+
+    def fit(self) -> float:
+        cfg = self.cfg
+        log.info("training %s on %s: %d train / %d val faces", cfg.arch, self.device, len(self.x_train), len(self.y_val))
+        started = time.monotonic()
+        while self.epoch < self.total_epochs:
+            t0 = time.monotonic()
+            loss = self.train_epoch()
+            self.epoch += 1
+            val = self.validate()
+            epoch_s = time.monotonic() - t0
+            if cfg.time_budget_min and self.epoch == 1:
+                fit = max(2, int(cfg.time_budget_min * 60 / epoch_s))
+                if fit < self.total_epochs:
+                    log.info("time budget %.1f min: %d epochs instead of %d", cfg.time_budget_min, fit, self.total_epochs)
+                    self.total_epochs = fit
+            row = {"epoch": self.epoch, "loss": round(loss, 4), **val, "seconds": round(epoch_s, 1)}
+            self.history.append(row)
+            self._save(val)
+            print(
+                f"[{cfg.arch}] epoch {self.epoch}/{self.total_epochs} loss {loss:.4f} "
+                f"val acc {val['accuracy']:.4f} ({val['source']}) macro-F1 {val['macro_f1']:.4f} "
+                f"best {self.best_acc:.4f} {epoch_s:.1f}s elapsed {(time.monotonic() - started) / 60:.1f}m",
+                flush=True,
+            )
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+        return self.best_acc
+
+
+def _jsonable(obj: object) -> object:
+    return json.loads(json.dumps(obj, default=str))

@@ -1,0 +1,115 @@
+#!/usr/bin/python3
+"""A real RTSP server for tests: Debian's GStreamer RTSP server through python3-gi.
+
+Run it with Debian's ``/usr/bin/python3`` (the venv has no PyGObject)::
+
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 \
+        hap=/work/shared/media/video/cremad/1001_DFA_HAP_XX.mp4 noface=/path/no_face.mp4
+
+Each ``name=path`` pair becomes the mount ``rtsp://127.0.0.1:PORT/name``. Every file is decoded and
+re-encoded to H.264 640x480 (letterboxed, no B-frames, a key frame every second) so that readers see
+one uniform, low-latency stream whatever the source codec (the .mov files are HEVC). Files loop
+forever: on EOS the server drops the event and does a flushing seek back to 0, because
+GStreamer's ``multifilesrc loop`` does not reset the demuxer. Media are shared between clients so
+several readers of one mount cost one encoder.
+
+Prints ``READY <port>`` on stdout once listening; exits cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+WIDTH, HEIGHT = 640, 480
+
+
+def launch_line(path: str) -> str:
+    """Build the gst-launch description of one looping mount."""
+    # qtdemux handles mp4 and mov (all test media); its audio pad stays unlinked on purpose.
+    location = path.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f'( filesrc location="{location}" ! qtdemux name=demux demux.video_0 ! queue ! decodebin '
+        f"! videoconvert ! videoscale add-borders=true "
+        f"! video/x-raw,format=I420,width={WIDTH},height={HEIGHT},pixel-aspect-ratio=1/1 "
+        f"! identity name=loop "
+        f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bframes=0 threads=1 "
+        f"! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+    )
+
+
+class LoopingFactory(GstRtspServer.RTSPMediaFactory):
+    """Shared media factory whose media rewind to the start instead of ending."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.set_launch(launch_line(path))
+        self.set_shared(True)
+        # A stopped client must not tear the shared media down under another one.
+        self.set_eos_shutdown(False)
+        self.connect("media-configure", self._on_media_configure)
+
+    def _on_media_configure(self, _factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
+        bin_ = media.get_element()
+        demux = bin_.get_by_name("demux")
+        loop = bin_.get_by_name("loop")
+        sink_pad = loop.get_static_pad("sink")
+        sink_pad.add_probe(Gst.PadProbeType.EVENT_DOWNSTREAM, self._on_event, demux)
+
+    @staticmethod
+    def _on_event(_pad: Gst.Pad, info: Gst.PadProbeInfo, demux: Gst.Element) -> Gst.PadProbeReturn:
+        event = info.get_event()
+        if event is None or event.type != Gst.EventType.EOS:
+            return Gst.PadProbeReturn.OK
+
+        def rewind() -> bool:
+            # Seeking from the streaming thread would deadlock; the main loop does it.
+            demux.seek_simple(Gst.Format.TIME, Gst.SeekFlags.FLUSH | Gst.SeekFlags.KEY_UNIT, 0)
+            return False
+
+        GLib.idle_add(rewind)
+        return Gst.PadProbeReturn.DROP
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8554)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("mounts", nargs="+", metavar="name=path")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address(args.host)
+    server.set_service(str(args.port))
+    mounts = server.get_mount_points()
+    for spec in args.mounts:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not os.path.isfile(path):
+            print(f"bad mount {spec!r}: expected name=existing_file", file=sys.stderr)
+            return 2
+        mounts.add_factory("/" + name.strip("/"), LoopingFactory(os.path.abspath(path)))
+    if server.attach(None) == 0:
+        print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        return 3
+    loop = GLib.MainLoop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, loop.quit)
+    print(f"READY {args.port}", flush=True)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
