@@ -56,6 +56,13 @@ def _header(payload: dict[str, Any]) -> tuple[str, int, float]:
     return camera_id, frame_id, ts
 
 
+def _track_id(payload: dict[str, Any]) -> int | None:
+    track_id = payload.get("track_id")
+    if track_id is not None and (not isinstance(track_id, int) or isinstance(track_id, bool)):
+        raise ContractError("track_id must be an integer or null")
+    return track_id
+
+
 def _bbox(payload: dict[str, Any]) -> BBox:
     raw = _require(payload, "bbox", (list, tuple))
     if len(raw) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw):
@@ -96,9 +103,7 @@ class FaceCrop:
         crop = _require(payload, "crop", bytes)
         if len(crop) != shape[0] * shape[1]:
             raise ContractError(f"crop has {len(crop)} bytes, shape {shape} needs {shape[0] * shape[1]}")
-        track_id = payload.get("track_id")
-        if track_id is not None and (not isinstance(track_id, int) or isinstance(track_id, bool)):
-            raise ContractError("track_id must be an integer or null")
+        track_id = _track_id(payload)
         return cls(
             camera_id=camera_id,
             frame_id=frame_id,
@@ -146,9 +151,7 @@ class EmotionResult:
         probs = _require(payload, "probs", (list, tuple))
         if len(probs) != len(LABELS) or not all(isinstance(p, (int, float)) for p in probs):
             raise ContractError(f"probs must be {len(LABELS)} numbers")
-        track_id = payload.get("track_id")
-        if track_id is not None and (not isinstance(track_id, int) or isinstance(track_id, bool)):
-            raise ContractError("track_id must be an integer or null")
+        track_id = _track_id(payload)
         extra = payload.get("extra") or {}
         if not isinstance(extra, dict):
             raise ContractError("extra must be a map")

@@ -2,7 +2,7 @@
 
 :meth:`AggregateOps.record_results` is the consumer's commit point: bucket
 increments, track sets, per-track EMA state, recent results, the processed-id
-marks and the XACK all go in one MULTI/EXEC. The processed-id sets and the
+marks, the end-to-end latency samples and the XACK all go in one MULTI/EXEC. The processed-id sets and the
 touched track states are WATCHed, so a message reclaimed and recorded twice
 (or two consumers updating one track) retries instead of double counting.
 """
@@ -20,7 +20,11 @@ from pipeline.aggregate.summary import SeriesPoint, Summary, build_series, build
 from pipeline.contracts import EmotionResult
 from pipeline.exceptions import ContractError
 from pipeline.store.base import StoreBase
-from pipeline.store.keys import CLASSIFIER_GROUP
+from pipeline.store.keys import CLASSIFIER_GROUP, GLOBAL_SCOPE
+
+#: Latency samples kept per camera and globally (newest first): enough for p99 over a minute
+#: of a busy camera, small enough that a summary read stays cheap.
+LATENCY_SAMPLES = 2000
 
 
 class AggregateOps(StoreBase):
@@ -97,10 +101,22 @@ class AggregateOps(StoreBase):
                 pipe.hset(track_keys[tk], mapping=state.to_hash())
                 pipe.expire(track_keys[tk], opts.bucket_ttl_s)
             newest: dict[str, EmotionResult] = {}
+            # Capture -> committed: measured as late as possible, just before EXEC.
+            now = time.time()
+            latencies: dict[str, list[str]] = defaultdict(list)
             for _, r in fresh:
                 newest[r.camera_id] = r
+                # "commit_ts:latency": lets readers select the samples of a time window.
+                latencies[r.camera_id].append(f"{now:.3f}:{now - r.ts:.4f}")
                 if opts.recent_results:
                     pipe.lpush(self.keys.recent(r.camera_id), r.encode())
+            if fresh:
+                latencies[GLOBAL_SCOPE] = [v for samples in latencies.values() for v in samples]
+            for scope, samples in latencies.items():
+                key = self.keys.latency(scope)
+                pipe.lpush(key, *samples)
+                pipe.ltrim(key, 0, LATENCY_SAMPLES - 1)
+                pipe.expire(key, opts.bucket_ttl_s)
             for camera_id, r in newest.items():
                 if opts.recent_results:
                     pipe.ltrim(self.keys.recent(camera_id), 0, opts.recent_results - 1)
@@ -170,6 +186,26 @@ class AggregateOps(StoreBase):
         now = time.time() if now is None else now
         resolution, buckets, _ = self._load_buckets(camera_id, window_s, now, with_tracks=False)
         return build_series(resolution, buckets)
+
+    def latency_samples(
+        self, camera_id: str | None = None, limit: int = LATENCY_SAMPLES, since: float | None = None
+    ) -> list[float]:
+        """End-to-end latencies (frame capture -> aggregate committed), seconds, newest first.
+
+        Args:
+            camera_id: One camera's samples; None for all cameras together.
+            limit: At most this many (the store keeps the newest :data:`LATENCY_SAMPLES`).
+            since: Only samples committed at or after this Unix time.
+        """
+        key = self.keys.latency(camera_id if camera_id is not None else GLOBAL_SCOPE)
+        out = []
+        for raw in self.client.lrange(key, 0, max(limit, 1) - 1):
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            committed, _, latency = text.partition(":")
+            if since is not None and float(committed) < since:
+                break  # newest first: everything further is older
+            out.append(float(latency))
+        return out
 
     def recent_results(self, camera_id: str, limit: int = 50) -> list[EmotionResult]:
         """Newest results of a camera, newest first (unreadable entries skipped)."""

@@ -15,6 +15,8 @@ Layout (``p`` = prefix, default ``ep:``)::
     p track:{id}:{track}         HASH: EMA state of one track; TTL
     p recent:{id}                LIST of encoded EmotionResult, newest first; TTL
     p meta:{id}                  HASH: model, last_ts of the newest result; TTL
+    p latency:{id}               LIST of capture->committed latencies (s), newest first, capped; TTL
+    p latency:_all               the same over all cameras
 """
 
 from __future__ import annotations
@@ -85,3 +87,7 @@ class Keys:
 
     def meta(self, camera_id: str) -> str:
         return f"{self.prefix}meta:{camera_id}"
+
+    def latency(self, scope: str) -> str:
+        """Latency samples of a camera, or of all cameras with :data:`GLOBAL_SCOPE`."""
+        return f"{self.prefix}latency:{scope}"

@@ -24,7 +24,7 @@ def evaluate_engine(engine: EmotionEngine, x: np.ndarray, y: np.ndarray, batch: 
     return classification_report(y, np.concatenate(preds) if preds else np.zeros(0, np.int64))
 
 
-def eval_main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="emotionpipe eval", description="Accuracy of a model on an npz split.")
     p.add_argument("--data", required=True, help="npz with x_<split> (N,48,48 uint8) and y_<split>")
     p.add_argument("--split", default="val")

@@ -73,7 +73,8 @@ def to_input(x_u8: torch.Tensor) -> torch.Tensor:
 
 
 def class_weights(y: np.ndarray, mode: str, k: int = 7) -> torch.Tensor:
-    counts = np.bincount(y, minlength=k).astype(np.float64)
+    # A class absent from the data would get an infinite weight; it never appears in a batch anyway.
+    counts = np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1.0)
     if mode == "none":
         w = np.ones(k)
     elif mode == "sqrt":
@@ -259,8 +260,11 @@ class Trainer:
             self.epoch += 1
             val = self.validate()
             epoch_s = time.monotonic() - t0
-            if cfg.time_budget_min and self.epoch == 1:
-                fit = max(2, int(cfg.time_budget_min * 60 / epoch_s))
+            # Epoch 1 pays for warm-up (cuDNN autotuning, allocator), so size the
+            # schedule from epoch 2's pace and the time already spent.
+            if cfg.time_budget_min and self.epoch == 2:
+                remaining = cfg.time_budget_min * 60 - (time.monotonic() - started)
+                fit = max(2, self.epoch + int(remaining / epoch_s))
                 if fit < self.total_epochs:
                     log.info("time budget %.1f min: %d epochs instead of %d", cfg.time_budget_min, fit, self.total_epochs)
                     self.total_epochs = fit

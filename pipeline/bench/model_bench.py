@@ -1,0 +1,241 @@
+"""``emotionpipe bench model``: classifier throughput, ONNX Runtime vs PyTorch eager.
+
+Every configuration goes through :meth:`EmotionEngine.predict` exactly as the
+classifier replicas call it (normalisation and softmax included), so the
+figures are what serving gets, not a bare ``session.run``. Loops are
+time-boxed rather than fixed-count so a slow configuration cannot stall the
+run, and each is preceded by a warm-up: the first calls of an ONNX Runtime
+session or a torch module allocate buffers and pick kernels, which would
+otherwise be billed to the measurement.
+
+Ratios are always taken against the eager measurement of the same run, same
+model, threads and batch, because absolute faces/s move with the machine
+(other load, CPU frequency) while the ratio is what decides the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.classify.engine import RUNTIMES, WEIGHTS_DIR, EmotionEngine
+from pipeline.exceptions import ModelError
+from pipeline.settings import ClassifySettings
+
+__all__ = ["BenchResult", "available_cores", "measure", "run_bench", "format_table", "main"]
+
+EAGER = "torch"
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Throughput of one (model, runtime, threads, batch) configuration."""
+
+    model: str
+    runtime: str
+    threads: int
+    batch: int
+    calls: int
+    faces: int
+    seconds: float
+    faces_per_s: float
+    ms_per_call_p50: float
+    ms_per_call_p90: float
+    vs_eager: float | None = None
+
+    @property
+    def faces_per_s_per_thread(self) -> float:
+        return self.faces_per_s / self.threads
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity-aware: containers and taskset pin fewer)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def shipped_models() -> list[str]:
+    """Names of the models whose weights ship in the package."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def measure(engine: EmotionEngine, faces: np.ndarray, seconds: float, warmup_s: float) -> tuple[int, float, list[float]]:
+    """Call ``engine.predict(faces)`` repeatedly for about ``seconds``.
+
+    Returns:
+        ``(calls, elapsed_s, per_call_seconds)``.
+    """
+    # At least a few warm-up calls even when warmup_s is tiny: the very first
+    # call of a session is often 10-100x slower than steady state.
+    t_end = time.perf_counter() + warmup_s
+    n_warm = 0
+    while n_warm < 3 or time.perf_counter() < t_end:
+        engine.predict(faces)
+        n_warm += 1
+    durations: list[float] = []
+    start = time.perf_counter()
+    deadline = start + seconds
+    now = start
+    while now < deadline or len(durations) < 3:
+        t0 = now
+        engine.predict(faces)
+        now = time.perf_counter()
+        durations.append(now - t0)
+    return len(durations), now - start, durations
+
+
+def _load(model: str, runtime: str, threads: int) -> EmotionEngine:
+    # One engine per thread count: ORT fixes intra-op threads at session
+    # creation, and the torch runner sets torch's global thread count at load.
+    return EmotionEngine.load(ClassifySettings(model=model, runtime=runtime, threads=threads))
+
+
+def run_bench(
+    models: list[str],
+    runtimes: list[str],
+    batches: list[int],
+    threads: list[int],
+    seconds: float,
+    warmup_s: float,
+    progress: bool = True,
+) -> list[BenchResult]:
+    """Measure every configuration; ratios vs eager are filled in when eager was measured.
+
+    Raises:
+        ModelError: a model cannot be loaded.
+    """
+    rng = np.random.default_rng(0)
+    # Random pixels: conv-net speed does not depend on image content, and the
+    # bench then runs without the dataset.
+    inputs = {b: rng.integers(0, 256, size=(b, 48, 48), dtype=np.uint8) for b in batches}
+    total = len(models) * len(runtimes) * len(threads) * len(batches)
+    results: list[BenchResult] = []
+    for model in models:
+        for n_threads in threads:
+            for runtime in runtimes:
+                t_load = time.perf_counter()
+                engine = _load(model, runtime, n_threads)
+                if progress:
+                    print(f"loaded {engine.name} runtime={engine.runtime} threads={n_threads} "
+                          f"in {time.perf_counter() - t_load:.1f}s", file=sys.stderr, flush=True)
+                for batch in batches:
+                    calls, elapsed, durations = measure(engine, inputs[batch], seconds, warmup_s)
+                    q = statistics.quantiles(durations, n=10) if len(durations) >= 2 else durations * 9
+                    res = BenchResult(
+                        model=model, runtime=runtime, threads=n_threads, batch=batch, calls=calls,
+                        faces=calls * batch, seconds=round(elapsed, 3),
+                        faces_per_s=round(calls * batch / elapsed, 1),
+                        ms_per_call_p50=round(statistics.median(durations) * 1000, 3),
+                        ms_per_call_p90=round(q[8] * 1000, 3),
+                    )
+                    results.append(res)
+                    if progress:
+                        print(f"[{len(results)}/{total}] {model} {runtime:<5} threads={n_threads} batch={batch:<3} "
+                              f"{res.faces_per_s:>9.1f} faces/s  p50 {res.ms_per_call_p50:.2f} ms/call",
+                              file=sys.stderr, flush=True)
+                del engine
+    return _with_ratios(results)
+
+
+def _with_ratios(results: list[BenchResult]) -> list[BenchResult]:
+    eager = {(r.model, r.threads, r.batch): r.faces_per_s for r in results if r.runtime == EAGER}
+    out = []
+    for r in results:
+        base = eager.get((r.model, r.threads, r.batch))
+        ratio = round(r.faces_per_s / base, 2) if base else None
+        out.append(BenchResult(**{**asdict(r), "vs_eager": ratio}))
+    return out
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """Human-readable table, one row per configuration."""
+    head = (f"{'model':<10}{'runtime':<9}{'threads':>8}{'batch':>7}{'faces/s':>11}"
+            f"{'/thread':>10}{'p50 ms':>9}{'p90 ms':>9}{'vs eager':>10}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        ratio = f"{r.vs_eager:.2f}x" if r.vs_eager is not None else "-"
+        lines.append(f"{r.model:<10}{r.runtime:<9}{r.threads:>8}{r.batch:>7}{r.faces_per_s:>11.1f}"
+                     f"{r.faces_per_s_per_thread:>10.1f}{r.ms_per_call_p50:>9.2f}{r.ms_per_call_p90:>9.2f}{ratio:>10}")
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, Any]:
+    """Versions and core count, so a saved JSON says what produced it."""
+    import onnxruntime
+    import torch
+
+    return {
+        "cores": available_cores(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    cores = available_cores()
+    p = argparse.ArgumentParser(
+        prog="emotionpipe bench model",
+        description="Faces/s of the shipped classifiers: ONNX Runtime (served) vs PyTorch eager.",
+    )
+    p.add_argument("--model", dest="models", action="append", default=None,
+                   help=f"model to measure, repeatable (default: all shipped: {', '.join(shipped_models())})")
+    p.add_argument("--runtime", dest="runtimes", action="append", choices=list(RUNTIMES), default=None,
+                   help="runtime, repeatable (default: onnx and torch)")
+    p.add_argument("--batch", dest="batches", action="append", type=int, default=None,
+                   help="faces per call, repeatable (default: 1 and 64)")
+    p.add_argument("--threads", dest="threads", action="append", type=int, default=None,
+                   help=f"intra-op threads, repeatable (default: 1 and all {cores} cores)")
+    p.add_argument("--seconds", type=float, default=2.0, help="measured time per configuration")
+    p.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per configuration")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``emotionpipe bench model``; returns the exit status."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    cores = available_cores()
+    threads = args.threads or sorted({1, cores})
+    batches = args.batches or [1, 64]
+    if any(t < 1 for t in threads) or any(b < 1 for b in batches):
+        p.error("--threads and --batch must be >= 1")
+    if args.seconds <= 0 or args.warmup < 0:
+        p.error("--seconds must be > 0 and --warmup >= 0")
+    models = args.models or shipped_models()
+    if not models:
+        p.error(f"no shipped models in {WEIGHTS_DIR}")
+    runtimes = args.runtimes or ["onnx", EAGER]
+    try:
+        results = run_bench(models, runtimes, batches, threads, args.seconds, args.warmup)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({"environment": environment(), "seconds": args.seconds, "warmup_s": args.warmup,
+                          "results": [asdict(r) for r in results]}, indent=1))
+    else:
+        env = environment()
+        print(f"\n{env['cores']} cores ({env['processor']}), torch {env['torch']}, "
+              f"onnxruntime {env['onnxruntime']}; {args.seconds:g} s per configuration after "
+              f"{args.warmup:g} s warm-up; vs eager = faces/s over PyTorch eager, same run/model/threads/batch\n")
+        print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
