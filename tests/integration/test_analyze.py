@@ -1,0 +1,102 @@
+"""``emotionpipe analyze`` on real media with the real detector and the shipped classifiers.
+
+No Ray, no Redis: the command runs the pipeline's detect/align/crop code and
+the ONNX classifier on files, so these tests cover the whole offline path on
+real CREMA-D footage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.contracts import LABELS
+from pipeline.detect.analyze_cli import main
+
+pytestmark = pytest.mark.integration
+
+HAPPY_CLIP = "video/cremad/1001_DFA_HAP_XX.mp4"
+NO_FACE_CLIP = "video/no_face.mp4"
+
+
+def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict[str, Any]]]:
+    rc = main([*argv, "--json"])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("model", ["emonet-m", "emonet-s"])
+def test_happy_clip_is_dominantly_happy(shared_media: Path, capsys: pytest.CaptureFixture[str], model: str) -> None:
+    # Given the CREMA-D clip an actor performs as happy (and the crowd rated happy)
+    # When it is analysed with each shipped model
+    rc, files = _run_json(capsys, str(shared_media / HAPPY_CLIP), "--model", model)
+    # Then one face is tracked through the clip and the dominant emotion is happy
+    assert rc == 0
+    (clip,) = files
+    assert clip["error"] is None and clip["kind"] == "video"
+    assert clip["frames_analyzed"] >= 4
+    assert len(clip["faces"]) >= clip["frames_analyzed"] - 1
+    assert {f["track_id"] for f in clip["faces"]} == {1}
+    assert clip["model"] == f"{model}@1"
+    assert clip["dominant"] == "happy"
+
+
+def test_no_face_clip_has_no_faces(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a video with no people in it
+    rc, files = _run_json(capsys, str(shared_media / NO_FACE_CLIP))
+    # Then frames are read but nothing is detected, and there is no dominant emotion
+    assert rc == 0
+    (clip,) = files
+    assert clip["error"] is None
+    assert clip["frames_analyzed"] > 0
+    assert clip["faces"] == []
+    assert clip["dominant"] is None
+
+
+def test_json_schema_shape(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a photo, a multi-face photo and a video in one call
+    paths = [shared_media / "images" / "0-f15-hao-ph.jpg", shared_media / "images" / "multi_face.jpg",
+             shared_media / HAPPY_CLIP]
+    rc, files = _run_json(capsys, *map(str, paths), "--max-frames", "2")
+    # Then the output is a list with one object per file, in input order
+    assert rc == 0
+    assert [f["path"] for f in files] == [str(p) for p in paths]
+    for f in files:
+        assert set(f) >= {"path", "kind", "model", "width", "height", "fps", "frames_analyzed", "faces", "error",
+                          "dominant", "mean_probs", "label_counts"}
+        assert f["kind"] in {"image", "video"}
+        assert f["width"] > 0 and f["height"] > 0
+        for face in f["faces"]:
+            # each face: bbox (x, y, w, h) in frame pixels, a label and a probability per label
+            assert set(face) >= {"frame_index", "time_s", "bbox", "det_score", "track_id", "label", "probs"}
+            x, y, w, h = face["bbox"]
+            assert all(isinstance(v, int) for v in face["bbox"]) and w > 0 and h > 0
+            assert 0 <= x < f["width"] and 0 <= y < f["height"]
+            assert list(face["probs"]) == list(LABELS)
+            assert sum(face["probs"].values()) == pytest.approx(1.0, abs=1e-3)
+            assert face["label"] == max(face["probs"], key=face["probs"].get)
+    assert files[0]["kind"] == "image" and len(files[0]["faces"]) == 1
+    assert len(files[1]["faces"]) >= 4
+    assert files[2]["kind"] == "video" and files[2]["frames_analyzed"] == 2
+
+
+def test_human_output_and_unreadable_file(shared_media: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Given one good photo and one file that is not an image
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    rc = main([str(shared_media / "images" / "0-f1-su-ph.jpg"), str(bad)])
+    out = capsys.readouterr().out
+    # Then the good file is reported with bbox, label and probability, the bad one with its error,
+    # and the exit status says something could not be read
+    assert rc == 1
+    assert "face at x=" in out and "surprise" in out
+    assert "error: cannot read image" in out
+
+
+def test_unknown_model_is_a_clear_error(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main([str(shared_media / "images" / "0-f1-su-ph.jpg"), "--model", "emonet-xl"])
+    assert rc == 2
+    assert "emonet-xl" in capsys.readouterr().err
