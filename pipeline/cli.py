@@ -209,22 +209,20 @@ def bench(ctx: typer.Context) -> None:
     raise typer.Exit(bench_main(list(ctx.args)))
 
 
-@app.command()
-def analyze(
-    paths: Annotated[list[str], typer.Argument(help="Images, videos or folders.")],
-    fps: Annotated[float, typer.Option(help="Frames per second analysed in videos.")] = 2.0,
-    max_frames: Annotated[int | None, typer.Option(help="Cap on frames per video.")] = None,
-) -> None:
-    """Detect faces and classify emotions in files, offline (no Ray, no Redis); prints JSON lines."""
-    from pipeline.classify.engine import EmotionEngine
-    from pipeline.detect.analyze import analyze_paths
-    from pipeline.detect.detector import FaceDetector
+@app.command(context_settings=PASSTHROUGH, add_help_option=False)
+def analyze(ctx: typer.Context) -> None:
+    """Detect faces and classify emotions in images/videos offline (`emotionpipe analyze --help`)."""
+    from pipeline.detect.analyze_cli import main as analyze_main
 
-    settings = _settings()
-    detector = FaceDetector(settings.detect)
-    engine = EmotionEngine.load(settings.classify)
-    for result in analyze_paths(paths, detector, engine, sample_fps=fps, max_frames=max_frames):
-        typer.echo(json.dumps(result.to_dict()))
+    raise typer.Exit(analyze_main(list(ctx.args)))
+
+
+@app.command(context_settings=PASSTHROUGH, add_help_option=False)
+def export(ctx: typer.Context) -> None:
+    """Turn a training checkpoint into shipped weights + model card (`emotionpipe export --help`)."""
+    from pipeline.train.evaluate import export_main
+
+    raise typer.Exit(export_main(list(ctx.args)))
 
 
 def main() -> None:

@@ -70,6 +70,7 @@ class StepResult:
     rss_mb: dict[str, float] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
     system_cpu_pct: float = 0.0  # whole machine, % of all cores
+    top_others: dict[str, float] = field(default_factory=dict)  # busiest processes outside the stack
     loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)
     sustained: bool = False
     reasons: list[str] = field(default_factory=list)
@@ -281,6 +282,7 @@ class PipelineBench:
             rss_mb=stats["rss_mb"],
             replicas=stats["replicas"],
             system_cpu_pct=stats["system_cpu_pct"],
+            top_others=stats["top_others"],
             loadavg=os.getloadavg(),
         )
         # Growing lag: the fitted growth over the window exceeds both a small absolute
@@ -360,8 +362,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=2.0, help="Sampling period (lag, CPU).")
     p.add_argument("--progress", type=float, default=10.0, help="Seconds between progress lines.")
     p.add_argument("--video", action="append", type=Path, help="Source video(s); default the CREMA-D clips.")
-    p.add_argument("--mount-per-camera", action="store_true",
-                   help="One RTSP mount (one encoder) per camera instead of one per video.")
+    p.add_argument("--mounts", type=int, default=2,
+                   help="RTSP mounts (= test-server encoders, ~10%% of a core each); cameras share them "
+                        "round-robin, each with its own RTSP session and decoder. 0 = one per camera.")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="Where CSV + JSON go.")
     p.add_argument("--stop-after-fail", type=int, default=2, help="Stop after this many unsustained steps in a row.")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -378,8 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if not videos or not all(v.is_file() for v in videos):
         print(f"no source videos found ({videos})", file=sys.stderr)
         return 1
-    if args.mount_per_camera:
-        videos = [videos[i % len(videos)] for i in range(max(steps))]
+    mounts = args.mounts if args.mounts > 0 else max(steps)
+    videos = [videos[i % len(videos)] for i in range(mounts)]
 
     # The stack subprocess reads its settings from the environment.
     workdir = Path(tempfile.mkdtemp(prefix="ep-bench-"))
@@ -448,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"step N={n}: {r.fps_processed_per_cam:.2f} fps/cam (min {r.fps_processed_min_cam:.2f}), "
                   f"drop {r.dropped_per_s:.2f}/s, lag {r.lag_start}->{r.lag_end}, p95 {p95}s, "
                   f"cpu detect {r.cpu.get('detect', 0):.0f}% classify {r.cpu.get('classify', 0):.0f}% "
+                  f"other {r.cpu.get('other', 0):.0f}% {r.top_others} "
                   f"-> {'SUSTAINED' if r.sustained else 'NOT sustained: ' + '; '.join(r.reasons)}", flush=True)
             fails = 0 if r.sustained else fails + 1
             if fails >= args.stop_after_fail:

@@ -57,6 +57,7 @@ class StageSampler:
         self._sys0: Any = None
         self._rss: dict[str, float] = {}
         self._count: dict[str, int] = {}
+        self._others0: dict[int, tuple[str, float]] = {}
 
     def _procs(self) -> list[tuple[psutil.Process, str]]:
         out = []
@@ -99,10 +100,19 @@ class StageSampler:
         self._last = seen
         self._rss, self._count = dict(rss), dict(count)
 
+    def _all_cpu(self) -> dict[int, tuple[str, float]]:
+        out = {}
+        for p in psutil.process_iter(["name", "cpu_times"]):
+            t = p.info["cpu_times"]
+            if t is not None:
+                out[p.pid] = (p.info["name"] or "?", t.user + t.system)
+        return out
+
     def begin(self) -> None:
         """Start a window."""
         self._cpu = defaultdict(float)
         self._scan(accumulate=False)
+        self._others0 = self._all_cpu()
         self._t0 = time.monotonic()
         self._sys0 = psutil.cpu_times()
 
@@ -132,9 +142,17 @@ class StageSampler:
         ncpu = psutil.cpu_count() or 1
         cpu = {s: round(100.0 * v / dt, 1) for s, v in self._cpu.items()}
         cpu["other"] = round(max(0.0, 100.0 * busy / dt - sum(cpu.values())), 1)
+        # Who else used the machine (processes outside the stack alive at both ends of the window).
+        ours = set(self._last) | set(self.fixed)
+        others = []
+        for pid, (name, total) in self._all_cpu().items():
+            if pid not in ours and pid in self._others0:
+                others.append((100.0 * (total - self._others0[pid][1]) / dt, f"{name}[{pid}]"))
+        top_others = {n: round(c, 1) for c, n in sorted(others, reverse=True)[:3] if c >= 1.0}
         return {
             "cpu": cpu,
             "rss_mb": {s: round(v, 1) for s, v in self._rss.items()},
             "replicas": dict(self._count),
             "system_cpu_pct": round(100.0 * busy / dt / ncpu, 1),
+            "top_others": top_others,
         }

@@ -51,7 +51,11 @@ def weights_path(settings: ClassifySettings) -> Path:
     """The weights file selected by settings (explicit path or a shipped model name)."""
     if settings.weights is not None:
         return Path(settings.weights)
-    return WEIGHTS_DIR / f"{settings.model}.safetensors"
+    path = WEIGHTS_DIR / f"{settings.model}.safetensors"
+    if not path.exists():
+        shipped = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")))
+        raise ModelError(f"unknown model {settings.model!r}; shipped: {shipped}")
+    return path
 
 
 def read_card(weights: Path) -> ModelCard:

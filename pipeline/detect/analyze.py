@@ -32,7 +32,8 @@ _CHUNK = 256
 class EmotionEngineLike(Protocol):
     """The interface of :class:`pipeline.classify.engine.EmotionEngine` used here."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """``(N, 48, 48)`` uint8 crops -> ``(N, 7)`` float32 probabilities in LABELS order."""

@@ -68,7 +68,7 @@ class StreamReader:
         def detect(frame: Any, meta: Any, tracks: Any) -> Any:
             return handle.detect.remote(frame, meta, tracks)
 
-        grabber = FrameGrabber(source, settings.ingest, loop_files=loop_files)
+        grabber = FrameGrabber(source, settings.ingest, loop_files=loop_files, sample_fps=camera.fps)
         self._stream = CameraStream(
             camera.id,
             grabber,

@@ -81,6 +81,8 @@ class FrameGrabber:
         max_attempts: Consecutive failed connections before giving up (FAILED);
             ``None`` retries forever, which is what live cameras want.
         rng: Random source for backoff jitter (seeded in tests).
+        sample_fps: The rate the consumer samples at; live frames that cannot be
+            sampled are grabbed (decoded) but not converted to BGR.
     """
 
     def __init__(
@@ -94,8 +96,14 @@ class FrameGrabber:
         max_read_failures: int = 3,
         max_attempts: int | None = None,
         rng: random.Random | None = None,
+        sample_fps: float | None = None,
     ) -> None:
         self.source = source
+        # Live streams are decoded at their native rate (often 25-30 fps) but sampled at the
+        # camera's fps: converting only every frame that can still be sampled (twice the
+        # sampling rate keeps the newest frame at most half a sample period old) saves the
+        # colour conversion of most frames. Files are paced, not skipped.
+        self._retrieve_every = 0.5 / sample_fps if sample_fps and source.is_live else 0.0
         self._settings = settings
         self._loop_files = loop_files
         self._pace_files = pace_files
@@ -113,6 +121,7 @@ class FrameGrabber:
         self._state = StreamState.STOPPED
         self._latest: Frame | None = None
         self._next_id = 0
+        self._skipped = 0
         self._times: deque[float] = deque(maxlen=256)
         self._corrupt = 0
         self._read_failures = 0
@@ -223,7 +232,7 @@ class FrameGrabber:
             latest = self._latest
             return GrabberStats(
                 state=self._state,
-                frames_in=self._next_id,
+                frames_in=self._next_id + self._skipped,
                 fps_in=round(self._fps_locked(now), 2),
                 corrupt=self._corrupt,
                 read_failures=self._read_failures,
@@ -383,8 +392,19 @@ class FrameGrabber:
             period = 1.0 / (native if 1.0 <= native <= 240.0 else _DEFAULT_FILE_FPS)
         next_due = time.monotonic()
         failures = 0
+        skip_until = 0.0
+        can_skip = self._retrieve_every > 0 and hasattr(cap, "grab") and hasattr(cap, "retrieve")
         while not conn.abandoned.is_set():
-            ok, img = cap.read()
+            if can_skip:
+                ok, img = cap.grab(), None
+                if ok and time.monotonic() < skip_until:
+                    self._count_skipped(conn)
+                    continue
+                if ok:
+                    ok, img = cap.retrieve()
+                    skip_until = time.monotonic() + self._retrieve_every
+            else:
+                ok, img = cap.read()
             if conn.abandoned.is_set():
                 return
             if not ok:
@@ -416,6 +436,15 @@ class FrameGrabber:
                     next_due = time.monotonic()
                 elif delay > 0 and conn.abandoned.wait(delay):
                     return
+
+    def _count_skipped(self, conn: _Connection) -> None:
+        """A frame arrived (fps, stall watch) but nobody can sample it before the next one."""
+        mono = time.monotonic()
+        with self._cond:
+            if conn.gen == self._gen and not conn.abandoned.is_set():
+                self._times.append(mono)
+                self._skipped += 1
+                conn.last_frame = mono
 
     def _publish(self, conn: _Connection, img: np.ndarray) -> None:
         img.flags.writeable = False

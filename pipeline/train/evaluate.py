@@ -12,6 +12,7 @@ from tqdm import tqdm
 from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine
 from pipeline.classify.metrics import Report, classification_report
 from pipeline.contracts import LABELS
+from pipeline.exceptions import ModelError
 from pipeline.settings import ClassifySettings
 from pipeline.train.trainer import load_split
 
@@ -41,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
     settings = ClassifySettings(model=args.model, weights=args.weights, runtime=args.runtime)
-    engine = EmotionEngine.load(settings)
+    try:
+        engine = EmotionEngine.load(settings)
+    except ModelError as exc:
+        p.error(str(exc))
     report = evaluate_engine(engine, x, y)
     if args.json:
         print(json.dumps({"model": engine.name, "split": args.split, **report.as_dict()}))

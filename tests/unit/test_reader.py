@@ -331,3 +331,40 @@ def test_start_is_idempotent_and_stop_before_start_is_safe() -> None:
     assert grabber.wait_state(StreamState.LIVE, timeout=2)
     assert grabber.stop(timeout=2)
     assert grabber.state is StreamState.STOPPED
+
+
+class GrabRetrieveCapture(FakeCapture):
+    """A live 50 fps camera that counts how many frames were converted (retrieve)."""
+
+    def __init__(self) -> None:
+        super().__init__([], tail=frame(), period=0.02)
+        self.grabs = 0
+        self.retrieves = 0
+
+    def grab(self) -> bool:
+        time.sleep(self.period)
+        self.grabs += 1
+        return True
+
+    def retrieve(self) -> tuple[bool, Any]:
+        self.retrieves += 1
+        return True, frame(value=self.grabs % 256)
+
+
+def test_live_frames_that_cannot_be_sampled_are_not_converted(grabbers: list[FrameGrabber]) -> None:
+    # Given a 50 fps live stream sampled at 5 fps
+    cap = GrabRetrieveCapture()
+    factory, _ = factory_of([cap])
+    grabber = FrameGrabber(LIVE_SRC, FAST, capture_factory=factory, sample_fps=5.0)
+    grabbers.append(grabber)
+    grabber.start()
+    assert grabber.wait_state(StreamState.LIVE, timeout=5)
+    time.sleep(1.5)
+    # Then every frame is grabbed and counted, but only ~10/s (twice the sampling rate) converted,
+    stats = grabber.stats()
+    assert cap.grabs > 40 and stats.frames_in >= cap.grabs - 2
+    assert cap.retrieves <= cap.grabs / 3
+    # and the newest converted frame is never older than half a sample period (+ one frame).
+    latest = grabber.latest()
+    assert latest is not None and time.monotonic() - latest.mono < 0.1 + 0.05
+    assert grabber.fps_in() > 30
