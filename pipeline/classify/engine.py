@@ -85,7 +85,6 @@ def load_torch_model(weights: Path, arch: str):  # -> torch.nn.Module
     except Exception as exc:  # corrupt file, wrong architecture: both unusable
         raise ModelError(f"cannot load {weights} as {arch}: {exc}") from None
     model.eval()
-    torch.set_grad_enabled(False)
     return model
 
 
