@@ -107,7 +107,7 @@ class AggregateOps(StoreBase):
             for _, r in fresh:
                 newest[r.camera_id] = r
                 # "commit_ts:latency": lets readers select the samples of a time window.
-                latencies[r.camera_id].append(f"{now:.3f}:{now - r.ts:.4f}")
+                latencies[r.camera_id].append(f"{now:.6f}:{now - r.ts:.4f}")
                 if opts.recent_results:
                     pipe.lpush(self.keys.recent(r.camera_id), r.encode())
             if fresh:
