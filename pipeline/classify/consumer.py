@@ -37,7 +37,8 @@ CROP_SIZE = 48
 class Engine(Protocol):
     """What the consumer needs from :class:`pipeline.classify.engine.EmotionEngine`."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def predict(self, crops: np.ndarray) -> np.ndarray: ...
 

@@ -70,7 +70,7 @@ class ClassifierWorker:
 
             engine = EmotionEngine.load(settings.classify)
         self.store = store or RedisStore.from_settings(settings)
-        self.engine = engine
+        self.engine: Engine = engine
         self.consumer = FaceConsumer(self.store, engine, settings.classify, consumer_name or _replica_name())
         self._stop = threading.Event()
         self._thread = threading.Thread(

@@ -93,8 +93,9 @@ def _onnx_runner(model: Any, threads: int) -> Runner:
     import torch
 
     buf = io.BytesIO()
+    # The stubs want a tuple and a path; a tensor and a file object are accepted at run time.
     torch.onnx.export(
-        model, torch.zeros(1, 1, 48, 48), buf, input_names=["x"], output_names=["logits"],
+        model, torch.zeros(1, 1, 48, 48), buf, input_names=["x"], output_names=["logits"],  # type: ignore[arg-type]
         dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
     )
     opts = ort.SessionOptions()

@@ -393,15 +393,18 @@ class FrameGrabber:
         next_due = time.monotonic()
         failures = 0
         skip_until = 0.0
-        can_skip = self._retrieve_every > 0 and hasattr(cap, "grab") and hasattr(cap, "retrieve")
+        # cv2.VideoCapture has grab/retrieve; minimal captures (test fakes) only read().
+        grab, retrieve = getattr(cap, "grab", None), getattr(cap, "retrieve", None)
+        can_skip = self._retrieve_every > 0
+        img: Any
         while not conn.abandoned.is_set():
-            if can_skip:
-                ok, img = cap.grab(), None
+            if can_skip and grab is not None and retrieve is not None:
+                ok, img = grab(), None
                 if ok and time.monotonic() < skip_until:
                     self._count_skipped(conn)
                     continue
                 if ok:
-                    ok, img = cap.retrieve()
+                    ok, img = retrieve()
                     skip_until = time.monotonic() + self._retrieve_every
             else:
                 ok, img = cap.read()
