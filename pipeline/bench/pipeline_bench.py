@@ -22,7 +22,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,11 +29,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.bench.camera_sim import RtspServer, transcode_for_passthrough
 from pipeline.bench.procstats import STAGES, StageSampler
 
 REPO = Path(__file__).resolve().parents[2]
-RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi
 DEFAULT_MEDIA = REPO.parent / "shared" / "media" / "video" / "cremad"
 SUSTAIN_FPS_RATIO = 0.9
 SUSTAIN_P95_S = 1.0
@@ -97,43 +95,6 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 # --------------------------------------------------------------------------- components
-class RtspServer:
-    """The GStreamer RTSP test server, one mount per video."""
-
-    def __init__(self, port: int, videos: list[Path], log: Path) -> None:
-        self.port = port
-        self.mounts = {f"m{i}": v for i, v in enumerate(videos)}
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, index: int) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/m{index % len(self.mounts)}"
-
-    def start(self, timeout: float = 15.0) -> None:
-        args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port)]
-        args += [f"{name}={path}" for name, path in self.mounts.items()]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"RTSP server exited with {self.proc.returncode}; see {self.log}")
-            if b"READY" in self.log.read_bytes():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"RTSP server not ready within {timeout}s; see {self.log}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
-
-
 def free_port() -> int:
     import socket
 
@@ -365,6 +326,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mounts", type=int, default=2,
                    help="RTSP mounts (= test-server encoders, ~10%% of a core each); cameras share them "
                         "round-robin, each with its own RTSP session and decoder. 0 = one per camera.")
+    p.add_argument("--server-encode", action="store_true",
+                   help="Let the RTSP server decode and re-encode (costs ~10%% of a core per mount on the "
+                        "machine under test); default: pre-encode once and pass packets through.")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="Where CSV + JSON go.")
     p.add_argument("--stop-after-fail", type=int, default=2, help="Stop after this many unsustained steps in a row.")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -406,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.store.redis_store import RedisStore
 
     settings = load_settings()
-    rtsp = RtspServer(free_port(), videos, workdir / "rtsp.log")
+    if not args.server_encode:
+        print(f"pre-encoding {len(set(videos))} video(s) to 640x480 H.264 for pass-through ...", flush=True)
+        encoded = {v: transcode_for_passthrough(v, workdir / "media") for v in set(videos)}
+        videos = [encoded[v] for v in videos]
+    rtsp = RtspServer(free_port(), videos, workdir / "rtsp.log", passthrough=not args.server_encode)
     store = None
     results: list[StepResult] = []
 
