@@ -45,3 +45,32 @@ def test_server_restarts_on_the_same_port(rtsp_server: Any) -> None:
     cap = _open(rtsp_server.url("noface"))
     assert cap.read()[0]
     cap.release()
+
+
+def test_benchmark_pass_through_mount_keeps_every_frame_whole(shared_media: Any, tmp_path: Any) -> None:
+    # Given the benchmark's camera simulator: a clip encoded once, then passed through unchanged
+    from pipeline.bench.camera_sim import RtspServer, transcode_for_passthrough
+    from pipeline.detect.detector import FaceDetector
+    from pipeline.settings import DetectSettings
+    from tests.support.net import free_port
+
+    clip = transcode_for_passthrough(shared_media / "video" / "cremad" / "1001_DFA_HAP_XX.mp4", tmp_path)
+    server = RtspServer(free_port(), [clip], tmp_path / "rtsp.log", passthrough=True)
+    server.start()
+    try:
+        # When it is read for longer than the clip (so it loops twice)
+        cap = _open(server.url(0))
+        frames, t0 = [], time.monotonic()
+        while time.monotonic() - t0 < 4.5:
+            ok, frame = cap.read()
+            assert ok, f"stream ended after {len(frames)} frames"
+            frames.append(frame)
+        cap.release()
+    finally:
+        server.stop()
+    # Then frames keep coming and every sampled frame still shows the face (no lost slices)
+    assert len(frames) >= 90
+    detector = FaceDetector(DetectSettings())
+    sampled = frames[::5]
+    with_face = sum(1 for f in sampled if detector.detect_frame(f))
+    assert with_face >= 0.95 * len(sampled), f"{with_face}/{len(sampled)} sampled frames show the face"
