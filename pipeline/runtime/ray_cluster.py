@@ -36,7 +36,7 @@ def apply_env_defaults() -> None:
 
 
 def connect(settings: Settings) -> RayConnection:
-    """Join ``settings.ray.address`` or start a local, loopback-only cluster in this process.
+    """Join ``settings.ray.address`` or start a local cluster in this process.
 
     A process that is already connected (tests, notebooks) keeps its connection.
     """
@@ -54,8 +54,8 @@ def connect(settings: Settings) -> RayConnection:
         num_cpus=settings.ray.num_cpus,
         # The dashboard costs ~0.9 GB RSS on a laptop and nothing here needs it.
         include_dashboard=False,
-        # Ray otherwise binds all interfaces and picks a non-loopback node IP.
-        _node_ip_address="127.0.0.1",
+        # No _node_ip_address: Ray 2.60 turns 127.0.0.1 back into the machine's address
+        # (services.resolve_ip_for_localhost) and binds all interfaces regardless.
         namespace=settings.ray.namespace,
         log_to_driver=False,
     )
