@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_port, wait_port
+from pipeline.bench.camera_sim import SYSTEM_PYTHON, RtspServer
+from tests.support.net import free_port
 
 # Set before anything imports ray: local clusters otherwise enable token auth and usage stats.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -26,8 +25,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 REPO = Path(__file__).resolve().parents[1]
 # CI clones the repo fresh with shared/ beside it; the same relative path works on a laptop.
 SHARED_MEDIA = Path(os.environ.get("EP_SHARED_MEDIA", REPO.parent / "shared" / "media"))
-RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, which has python3-gi; the venv does not.
 
 # Mount name -> file under SHARED_MEDIA. Shared media encode only while a client watches.
 RTSP_MOUNTS: dict[str, str] = {
@@ -99,56 +96,6 @@ def redis_client(redis_url: str) -> Iterator[object]:
 
 
 # --------------------------------------------------------------------------- RTSP
-class RtspServer:
-    """The GStreamer RTSP test server as a child process; killable and restartable on one port."""
-
-    def __init__(self, media_dir: Path, port: int, mounts: dict[str, str], log: Path) -> None:
-        self.port = port
-        self.log = log
-        self.mounts = {name: media_dir / rel for name, rel in mounts.items() if (media_dir / rel).is_file()}
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, mount: str) -> str:
-        if mount not in self.mounts:
-            raise KeyError(f"no RTSP mount {mount!r}; have {sorted(self.mounts)}")
-        return f"rtsp://127.0.0.1:{self.port}/{mount}"
-
-    def start(self, timeout: float = 15.0) -> None:
-        args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port)]
-        args += [f"{name}={path}" for name, path in self.mounts.items()]
-        # A file, not a pipe: GStreamer warnings must never fill a pipe and stall the server.
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        if not wait_port(self.port, timeout):
-            self.kill()
-            raise RuntimeError(f"RTSP server did not listen on {self.port} within {timeout}s")
-
-    def kill(self) -> None:
-        """SIGKILL: readers see the connection drop, as when a camera dies."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(5)
-        self._proc = None
-
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-        self._proc = None
-
-    def restart(self) -> None:
-        self.kill()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-
 @pytest.fixture(scope="session")
 def rtsp_server(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspServer]:
     """A real RTSP server looping the shared media, one mount per file (see RTSP_MOUNTS)."""
@@ -159,7 +106,8 @@ def rtsp_server(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) ->
     if probe.returncode != 0:
         pytest.fail("GStreamer RTSP server for python3-gi is missing (make install installs it)")
     log = tmp_path_factory.mktemp("rtsp") / "rtsp_server.log"
-    server = RtspServer(shared_media, free_port(), RTSP_MOUNTS, log)
+    mounts = {name: shared_media / rel for name, rel in RTSP_MOUNTS.items() if (shared_media / rel).is_file()}
+    server = RtspServer(free_port(), mounts, log)
     server.start()
     yield server
     server.stop()

@@ -7,6 +7,7 @@ test steals its CPU. By default the benchmark therefore encodes each clip once, 
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -35,43 +36,74 @@ def transcode_for_passthrough(src: Path, out_dir: Path, width: int = 640, height
     return dst
 
 
+def _wait_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 class RtspServer:
-    """The GStreamer RTSP test server, one mount per video."""
+    """The GStreamer RTSP test server as a child process; killable and restartable on one port.
 
-    def __init__(self, port: int, videos: list[Path], log: Path, passthrough: bool = False) -> None:
+    Shared by the benchmark and the test fixtures. ``mounts`` maps a mount name to a file:
+    ``rtsp://127.0.0.1:PORT/<name>``.
+    """
+
+    def __init__(self, port: int, mounts: dict[str, Path], log: Path, passthrough: bool = False) -> None:
         self.port = port
-        self.passthrough = passthrough
-        self.mounts = {f"m{i}": v for i, v in enumerate(videos)}
+        self.mounts = dict(mounts)
         self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.passthrough = passthrough
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    def url(self, index: int) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/m{index % len(self.mounts)}"
+    def url(self, mount: str) -> str:
+        if mount not in self.mounts:
+            raise KeyError(f"no RTSP mount {mount!r}; have {sorted(self.mounts)}")
+        return f"rtsp://127.0.0.1:{self.port}/{mount}"
 
     def start(self, timeout: float = 15.0) -> None:
         args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port)]
         if self.passthrough:
             args.append("--passthrough")
         args += [f"{name}={path}" for name, path in self.mounts.items()]
+        # A file, not a pipe: GStreamer warnings must never fill a pipe and stall the server.
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"RTSP server exited with {self.proc.returncode}; see {self.log}")
-            if b"READY" in self.log.read_bytes():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"RTSP server not ready within {timeout}s; see {self.log}")
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        if not _wait_port(self.port, timeout):
+            code = self._proc.poll()
+            self.kill()
+            raise RuntimeError(f"RTSP server not listening on {self.port} within {timeout}s (exit {code}); see {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL: readers see the connection drop, as when a camera dies."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._proc = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
             try:
-                self.proc.wait(5)
+                self._proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
 
+    def restart(self) -> None:
+        self.kill()
+        self.start()
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None

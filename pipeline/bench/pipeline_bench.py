@@ -121,7 +121,7 @@ class PipelineBench:
         while len(self.cameras) < n:
             i = len(self.cameras)
             cam_id = f"bench-{i:02d}"
-            body = {"id": cam_id, "url": self.rtsp.url(i), "fps": self.args.fps, "name": "bench"}
+            body = {"id": cam_id, "url": self.rtsp.url(f"m{i % len(self.rtsp.mounts)}"), "fps": self.args.fps, "name": "bench"}
             r = httpx.post(f"{self.api}/cameras", json=body, timeout=30.0)
             if r.status_code != 201:
                 raise RuntimeError(f"POST /cameras {cam_id}: {r.status_code} {r.text[:300]}")
@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pre-encoding {len(set(videos))} video(s) to 640x480 H.264 for pass-through ...", flush=True)
         encoded = {v: transcode_for_passthrough(v, workdir / "media") for v in set(videos)}
         videos = [encoded[v] for v in videos]
-    rtsp = RtspServer(free_port(), videos, workdir / "rtsp.log", passthrough=not args.server_encode)
+    mounts = {f"m{i}": video for i, video in enumerate(videos)}
+    rtsp = RtspServer(free_port(), mounts, workdir / "rtsp.log", passthrough=not args.server_encode)
     store = None
     results: list[StepResult] = []
 
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack up in {time.monotonic() - t_start:.1f}s (pid {state.pid}, {state.api_url}); "
               f"load {os.getloadavg()}", flush=True)
         store = RedisStore.from_url(state.redis_url, settings.redis.prefix)
-        sampler = StageSampler(state.pid, rtsp.proc.pid if rtsp.proc else None, bench_pid=os.getpid())
+        sampler = StageSampler(state.pid, rtsp.pid, bench_pid=os.getpid())
         bench = PipelineBench(args, state.api_url, store, rtsp, sampler)
         fails = 0
         for n in steps:

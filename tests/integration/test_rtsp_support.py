@@ -55,11 +55,11 @@ def test_benchmark_pass_through_mount_keeps_every_frame_whole(shared_media: Any,
     from tests.support.net import free_port
 
     clip = transcode_for_passthrough(shared_media / "video" / "cremad" / "1001_DFA_HAP_XX.mp4", tmp_path)
-    server = RtspServer(free_port(), [clip], tmp_path / "rtsp.log", passthrough=True)
+    server = RtspServer(free_port(), {"hap": clip}, tmp_path / "rtsp.log", passthrough=True)
     server.start()
     try:
         # When it is read for longer than the clip (so it loops twice)
-        cap = _open(server.url(0))
+        cap = _open(server.url("hap"))
         frames, t0 = [], time.monotonic()
         while time.monotonic() - t0 < 4.5:
             ok, frame = cap.read()
