@@ -23,6 +23,8 @@ app.add_typer(cameras_app, name="cameras")
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
 ApiOpt = Annotated[str | None, typer.Option("--api", envvar="EP_API_URL", help="API base URL (default: the running stack's).")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="EP_API_TOKEN", show_default=False,
+                                              help="API bearer token (default: the local stack's token file).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -48,11 +50,38 @@ def _api_base(api: str | None) -> str:
     return state.api_url if state is not None else api_url(settings)
 
 
-def _request(method: str, url: str, **kwargs: Any) -> Any:
+def _token(token: str | None = None) -> str | None:
+    """The token to send: --token / EP_API_TOKEN, else the configured one, else the local stack's file."""
+    token = token or os.environ.get("EP_API_TOKEN")
+    if token:
+        return token
+    from pipeline.runtime.stack import TOKEN_FILE, StackState
+
+    settings = _settings()
+    if settings.api.tokens:
+        return str(settings.api.tokens[0].get_secret_value())
+    data_dir = settings.data_dir.resolve()
+    state = StackState.read(data_dir)
+    candidates = [settings.api.token_file, state.token_file if state else None, data_dir / TOKEN_FILE]
+    for path in candidates:
+        if path is None:
+            continue
+        try:
+            lines = [x.strip() for x in open(path).read().splitlines() if x.strip()]
+        except OSError:
+            continue
+        if lines:
+            return lines[0]
+    return None
+
+
+def _request(method: str, url: str, token: str | None = None, **kwargs: Any) -> Any:
     import httpx
 
+    secret = _token(token)
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     try:
-        response = httpx.request(method, url, timeout=30.0, **kwargs)
+        response = httpx.request(method, url, timeout=30.0, headers=headers, **kwargs)
     except httpx.HTTPError as exc:
         typer.secho(f"cannot reach the API at {url}: {type(exc).__name__} (is `emotionpipe up` running?)", err=True, fg="red")
         raise typer.Exit(2) from None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -80,6 +80,13 @@ class AggregateSettings(_Section):
 class ApiSettings(_Section):
     host: str = Field("127.0.0.1", description="HTTP bind address.")
     port: int = Field(8000, description="HTTP port.")
+    tokens: tuple[SecretStr, ...] = Field(
+        (), description='Bearer tokens accepted by the API (env: EP_API__TOKENS=\'["t1","t2"]\').'
+    )
+    token_file: Path | None = Field(
+        None, description="File with one bearer token per line (a mounted Secret); re-read when it changes."
+    )
+    auth_reads: bool = Field(False, description="Also require a token for reads (GET), not only mutations.")
 
 
 class RaySettings(_Section):

@@ -8,6 +8,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import pipeline
+from pipeline.api.auth import ReadAuth, TokenVerifier
 from pipeline.api.routers import cameras, health, summary
 from pipeline.exceptions import CameraExists, CameraNotFound
 from pipeline.ingest.exceptions import InvalidSource
@@ -59,8 +60,11 @@ def create_app(settings: Settings, store: RedisStore) -> FastAPI:
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.token_verifier = TokenVerifier(settings.api)
     _install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(cameras.router)
-    app.include_router(summary.router)
+    # Liveness/readiness stay open for probes; everything else reads behind api.auth_reads.
+    app.include_router(health.probes)
+    app.include_router(health.router, dependencies=[ReadAuth])
+    app.include_router(cameras.router, dependencies=[ReadAuth])
+    app.include_router(summary.router, dependencies=[ReadAuth])
     return app

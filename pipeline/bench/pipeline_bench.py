@@ -107,13 +107,16 @@ def free_port() -> int:
 class PipelineBench:
     """Drives one ramp against a freshly started stack."""
 
-    def __init__(self, args: argparse.Namespace, api_url: str, store: Any, rtsp: RtspServer, sampler: StageSampler):
+    def __init__(self, args: argparse.Namespace, api_url: str, store: Any, rtsp: RtspServer, sampler: StageSampler,
+                 state_token_file: str | None = None):
         self.args = args
         self.api = api_url
         self.store = store
         self.rtsp = rtsp
         self.sampler = sampler
         self.cameras: list[str] = []
+        token = Path(state_token_file).read_text().split()[0] if state_token_file else ""
+        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def add_cameras(self, n: int) -> None:
         import httpx
@@ -122,7 +125,7 @@ class PipelineBench:
             i = len(self.cameras)
             cam_id = f"bench-{i:02d}"
             body = {"id": cam_id, "url": self.rtsp.url(f"m{i % len(self.rtsp.mounts)}"), "fps": self.args.fps, "name": "bench"}
-            r = httpx.post(f"{self.api}/cameras", json=body, timeout=30.0)
+            r = httpx.post(f"{self.api}/cameras", json=body, headers=self.auth, timeout=30.0)
             if r.status_code != 201:
                 raise RuntimeError(f"POST /cameras {cam_id}: {r.status_code} {r.text[:300]}")
             self.cameras.append(cam_id)
@@ -410,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
               f"load {os.getloadavg()}", flush=True)
         store = RedisStore.from_url(state.redis_url, settings.redis.prefix)
         sampler = StageSampler(state.pid, rtsp.pid, bench_pid=os.getpid())
-        bench = PipelineBench(args, state.api_url, store, rtsp, sampler)
+        bench = PipelineBench(args, state.api_url, store, rtsp, sampler, state.token_file)
         fails = 0
         for n in steps:
             print(f"step N={n}: adding cameras ...", flush=True)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "emotionpipe"
 STATE_FILE = "stack.json"
+TOKEN_FILE = "api-token"
 LOG_FILE = "stack.log"
 
 # Demo cameras: (id, file under the shared media folder, name). Looping files stand in for cameras.
@@ -57,6 +58,7 @@ class StackState:
     ray_started_here: bool
     started_at: float
     demo_cameras: list[str] = field(default_factory=list)
+    token_file: str | None = None
 
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -183,6 +185,11 @@ class Stack:
             )
             self.redis.start()
             settings = with_section(settings, "redis", url=self.redis.url)
+        if not settings.api.tokens and settings.api.token_file is None:
+            # Mutations always need a token; a laptop stack gets its own, readable by this user only.
+            from pipeline.api.auth import ensure_token_file
+
+            settings = with_section(settings, "api", token_file=ensure_token_file(data_dir / TOKEN_FILE))
         self.settings = settings
         try:
             ray_conn = connect(settings)
@@ -211,6 +218,7 @@ class Stack:
             ray_started_here=ray_conn.started_here,
             started_at=time.time(),
             demo_cameras=cameras,
+            token_file=str(settings.api.token_file) if settings.api.token_file else None,
         )
         self.state.write(data_dir)
         return self.state
@@ -254,6 +262,8 @@ def run_foreground(settings: Settings, *, demo: bool, out: Any = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
         print(f"emotion-pipeline is up: API {state.api_url}  (OpenAPI docs {state.api_url}/docs)", file=out)
+        if state.token_file:
+            print(f"  changes need the API token in {state.token_file} (`emotionpipe token` prints it)", file=out)
         for camera in state.demo_cameras:
             print(f"  demo camera {camera}: {state.api_url}/cameras/{camera}/summary?window=60", file=out)
         print("Ctrl-C or `emotionpipe down` stops it.", file=out, flush=True)

@@ -23,6 +23,10 @@ WAIT_S = 180.0  # first deploy loads models in 3 processes on 2 cores; steady st
 POLL_S = 2.0
 
 
+TOKEN = "e2e-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll ``check`` until it returns something truthy; fail with the last value seen."""
     deadline = time.monotonic() + timeout
@@ -40,7 +44,7 @@ def stack(ray_cluster: Any, redis_server: Any) -> Iterator[tuple[Settings, str]]
     """The Serve app and the camera manager deployed on the session's Ray and Redis."""
     settings = Settings()
     settings = with_section(settings, "redis", url=redis_server.url)
-    settings = with_section(settings, "api", host="127.0.0.1", port=free_port())
+    settings = with_section(settings, "api", host="127.0.0.1", port=free_port(), tokens=(TOKEN,))
     # One replica each: the machine has 2 cores and the test needs throughput, not elasticity.
     settings = with_section(settings, "detect", max_replicas=1)
     settings = with_section(settings, "classify", max_replicas=1)
@@ -83,7 +87,7 @@ def test_happy_stream_reads_happy_and_empty_stream_reads_no_faces(
     _, url = stack
     # given two RTSP cameras: an actor smiling, and an empty scene
     for cam, mount in (("hap", "hap"), ("empty", "noface")):
-        r = httpx.post(f"{url}/cameras", json={"id": cam, "url": rtsp_server.url(mount), "fps": 5}, timeout=10)
+        r = httpx.post(f"{url}/cameras", json={"id": cam, "url": rtsp_server.url(mount), "fps": 5}, headers=AUTH, timeout=10)
         assert r.status_code == 201, r.text
 
     # when the pipeline has run for a while
@@ -108,7 +112,7 @@ def test_happy_stream_reads_happy_and_empty_stream_reads_no_faces(
 
     # when a camera is removed, then its reader stops
     assert _running("hap")
-    assert httpx.delete(f"{url}/cameras/hap", timeout=10).status_code == 204
+    assert httpx.delete(f"{url}/cameras/hap", headers=AUTH, timeout=10).status_code == 204
     wait_for(lambda: not _running("hap"), 30, "the reader of hap to stop")
     assert _get(f"{url}/cameras/hap").status_code == 404
     assert _running("empty")

@@ -15,8 +15,14 @@ from pipeline.settings import IngestSettings, Settings
 from pipeline.store.redis_store import RedisStore
 
 
+TOKEN = "unit-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def _settings(redis_url: str, **ingest: object) -> Settings:
-    return Settings(redis={"url": redis_url}, ingest=IngestSettings(**ingest))  # type: ignore[arg-type]
+    return Settings(  # type: ignore[arg-type]
+        redis={"url": redis_url}, ingest=IngestSettings(**ingest), api={"tokens": [TOKEN]}
+    )
 
 
 @pytest.fixture()
@@ -28,7 +34,7 @@ def store(redis_url: str) -> Iterator[RedisStore]:
 
 @pytest.fixture()
 def client(redis_url: str, store: RedisStore) -> Iterator[TestClient]:
-    with TestClient(create_app(_settings(redis_url), store)) as c:
+    with TestClient(create_app(_settings(redis_url), store), headers=AUTH) as c:
         yield c
 
 
@@ -95,7 +101,7 @@ def test_invalid_cameras_are_422_with_a_reason(client: TestClient, body: dict[st
 def test_file_sources_only_when_allowed(redis_url: str, store: RedisStore, tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00")
-    with TestClient(create_app(_settings(redis_url, allow_files=True), store)) as c:
+    with TestClient(create_app(_settings(redis_url, allow_files=True), store), headers=AUTH) as c:
         assert c.post("/cameras", json={"id": "replay", "url": str(video)}).status_code == 201
 
 
@@ -156,9 +162,65 @@ def test_health_endpoints(client: TestClient, store: RedisStore) -> None:
 
 def test_readyz_is_503_when_redis_is_down(redis_url: str, unused_port: int) -> None:
     dead = RedisStore.from_url(f"redis://127.0.0.1:{unused_port}/0")
-    with TestClient(create_app(_settings(redis_url), dead)) as c:
+    with TestClient(create_app(_settings(redis_url), dead), headers=AUTH) as c:
         t0 = time.monotonic()
         r = c.get("/readyz")
         assert r.status_code == 503 and time.monotonic() - t0 < 10
         assert c.get("/healthz").status_code == 200
         assert c.get("/cameras").status_code == 503
+
+
+# --------------------------------------------------------------------------- auth
+def test_mutations_need_a_valid_token(redis_url: str, store: RedisStore) -> None:
+    app = create_app(_settings(redis_url), store)
+    with TestClient(app) as anonymous:
+        body = {"id": "door", "url": "rtsp://10.0.0.9/live"}
+        # given no token / a wrong token, when a camera is added, then 401 with a Bearer challenge
+        r = anonymous.post("/cameras", json=body)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        r = anonymous.post("/cameras", json=body, headers={"Authorization": "Bearer nope"})
+        assert r.status_code == 401
+        assert "nope" not in r.text
+        # reads stay open unless api.auth_reads is set
+        assert anonymous.get("/cameras").status_code == 200
+        # with the token the same request is accepted
+        assert anonymous.post("/cameras", json=body, headers=AUTH).status_code == 201
+        for method in ("PATCH", "DELETE"):
+            kwargs = {"json": {"enabled": False}} if method == "PATCH" else {}
+            assert anonymous.request(method, "/cameras/door", **kwargs).status_code == 401
+        assert store.get_camera("door").enabled is True
+
+
+def test_auth_reads_and_probes(redis_url: str, store: RedisStore) -> None:
+    settings = Settings(  # type: ignore[arg-type]
+        redis={"url": redis_url}, api={"tokens": ["a", "b-rotated"], "auth_reads": True}
+    )
+    with TestClient(create_app(settings, store)) as c:
+        assert c.get("/cameras").status_code == 401
+        assert c.get("/cameras", headers={"Authorization": "Bearer b-rotated"}).status_code == 200
+        # probes never need a token: kubelets do not carry one
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
+
+
+def test_no_token_configured_means_read_only(redis_url: str, store: RedisStore, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-token"
+    settings = Settings(redis={"url": redis_url}, api={"token_file": missing})  # type: ignore[arg-type]
+    with TestClient(create_app(settings, store)) as c:
+        r = c.post("/cameras", json={"id": "x1", "url": "rtsp://10.0.0.9/live"}, headers={"Authorization": "Bearer "})
+        assert r.status_code == 401 and "no token configured" in r.json()["detail"]
+        # when the Secret appears (rotated in), it is picked up without a restart
+        missing.write_text("fresh-token\n")
+        r = c.post("/cameras", json={"id": "x1", "url": "rtsp://10.0.0.9/live"},
+                   headers={"Authorization": "Bearer fresh-token"})
+        assert r.status_code == 201, r.text
+
+
+def test_generated_token_file_is_private(tmp_path: Path) -> None:
+    from pipeline.api.auth import ensure_token_file
+
+    path = ensure_token_file(tmp_path / "d" / "api-token")
+    token = path.read_text().strip()
+    assert len(token) >= 32 and (path.stat().st_mode & 0o777) == 0o600
+    # idempotent: an existing token is kept
+    assert ensure_token_file(path).read_text().strip() == token

@@ -173,7 +173,9 @@ def test_cli_cameras_against_the_api(redis_url: str, monkeypatch: pytest.MonkeyP
     from pipeline.store.redis_store import RedisStore
 
     store = RedisStore.from_url(redis_url)
-    client = TestClient(create_app(Settings(redis={"url": redis_url}), store))  # type: ignore[arg-type]
+    settings = Settings(redis={"url": redis_url}, api={"tokens": ["cli-token"]})  # type: ignore[arg-type]
+    client = TestClient(create_app(settings, store))
+    monkeypatch.setenv("EP_API_TOKEN", "cli-token")
 
     def fake_request(method: str, url: str, **kwargs: Any) -> Any:
         kwargs.pop("timeout", None)

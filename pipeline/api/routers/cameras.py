@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from pipeline.api.auth import WriteAuth
 from pipeline.api.deps import SettingsDep, StoreDep
 from pipeline.api.schemas import CameraCreate, CameraOut, CameraPatch
 from pipeline.ingest.sources import validate_source
@@ -16,7 +17,7 @@ from pipeline.store.models import CameraConfig
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CameraOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CameraOut, dependencies=[WriteAuth])
 def add_camera(body: CameraCreate, settings: SettingsDep, store: StoreDep) -> CameraOut:
     """Register a camera; 409 if the id exists, 422 if the source is malformed or not allowed."""
     # Raises InvalidSource (-> 422) with a redacted, human-readable reason.
@@ -46,7 +47,7 @@ def get_camera(camera_id: str, store: StoreDep) -> CameraOut:
     return CameraOut.from_config(store.get_camera(camera_id))
 
 
-@router.patch("/{camera_id}", response_model=CameraOut)
+@router.patch("/{camera_id}", response_model=CameraOut, dependencies=[WriteAuth])
 def patch_camera(camera_id: str, body: CameraPatch, store: StoreDep) -> CameraOut:
     """Pause/resume (``enabled``), change the sampling rate, name or labels."""
     current = store.get_camera(camera_id)
@@ -58,7 +59,7 @@ def patch_camera(camera_id: str, body: CameraPatch, store: StoreDep) -> CameraOu
     return CameraOut.from_config(updated)
 
 
-@router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth])
 def remove_camera(camera_id: str, store: StoreDep) -> Response:
     """Unregister a camera; its reader stops within one reconcile interval. Its history stays queryable."""
     store.remove_camera(camera_id)

@@ -10,18 +10,19 @@ from fastapi.responses import JSONResponse
 from pipeline.api.deps import StoreDep
 from pipeline.api.schemas import CameraHealth, Status
 
+probes = APIRouter(tags=["health"])
 router = APIRouter(tags=["health"])
 
 READY_TIMEOUT_S = 2.0
 
 
-@router.get("/healthz", response_model=Status)
+@probes.get("/healthz", response_model=Status)
 def healthz() -> Status:
     """Liveness: the process answers. Never touches Redis, so a Redis outage does not restart the API."""
     return Status(status="ok")
 
 
-@router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
+@probes.get("/readyz", response_model=Status, responses={503: {"model": Status}})
 def readyz(store: StoreDep) -> Status | JSONResponse:
     """Readiness: Redis answers PING within a bound."""
     deadline = time.monotonic() + READY_TIMEOUT_S
