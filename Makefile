@@ -15,10 +15,11 @@ PYTEST_ARGS  ?=
 RUN_ARGS     ?= --demo
 
 # Debian packages the stack and its tests need: the embedded Redis, the GStreamer RTSP server used
-# by the tests (run by Debian's python3 through python3-gi), and ffmpeg for media checks.
+# by the tests (run by Debian's python3 through python3-gi), ffmpeg for media checks, and
+# Chromium for the dashboard's browser tests.
 APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
                 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-                gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg
+                gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg chromium
 
 # Local Ray clusters otherwise turn on token auth (401 from the dashboard / serve deploy) and
 # phone home; neither is wanted on a laptop or in CI.
