@@ -20,7 +20,6 @@ APP_NAME = "emotionpipe"
 INGRESS_NUM_CPUS = 0.1
 # Detector replicas are added when more than this many frames wait per replica.
 DETECT_TARGET_ONGOING = 2.0
-CLASSIFY_TARGET_LAG = 256.0
 
 
 def detector_options(settings: Settings) -> dict[str, Any]:
@@ -31,6 +30,8 @@ def detector_options(settings: Settings) -> dict[str, Any]:
             "initial_replicas": max(1, d.min_replicas),
             "max_replicas": max(d.max_replicas, d.min_replicas),
             "target_ongoing_requests": DETECT_TARGET_ONGOING,
+            "upscale_delay_s": d.upscale_delay_s,
+            "downscale_delay_s": d.downscale_delay_s,
         },
         "ray_actor_options": {"num_cpus": d.num_cpus},
         "max_ongoing_requests": d.max_ongoing_requests,
@@ -50,7 +51,10 @@ def classifier_deployment_options(settings: Settings) -> dict[str, Any]:
         "max_replicas": max(c.max_replicas, c.min_replicas),
         "policy": {
             "policy_function": POLICY_PATH,
-            "policy_kwargs": {"target_lag_per_replica": CLASSIFY_TARGET_LAG},
+            "policy_kwargs": {
+                "target_lag_per_replica": c.target_lag_per_replica,
+                "downscale_delay_s": c.downscale_delay_s,
+            },
         },
     }
     return options

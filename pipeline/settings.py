@@ -50,6 +50,8 @@ class DetectSettings(_Section):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(2, ge=1)
     max_ongoing_requests: int = Field(8, ge=1)
+    upscale_delay_s: float = Field(10.0, ge=0, description="Load must stay high this long before replicas are added.")
+    downscale_delay_s: float = Field(120.0, ge=0, description="Load must stay low this long before replicas go.")
     track_iou: float = Field(0.3, description="IoU above which a detection continues a track.")
     track_max_age_s: float = Field(2.0, description="A track unseen this long is closed.")
 
@@ -66,6 +68,8 @@ class ClassifySettings(_Section):
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (set >0 on GPU nodes).")
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(2, ge=1)
+    target_lag_per_replica: float = Field(256.0, gt=0, description="Waiting faces one replica absorbs (autoscaling).")
+    downscale_delay_s: float = Field(60.0, ge=0, description="Lag must stay low this long before replicas go.")
     claim_idle_ms: int = Field(15000, description="Pending entries idle this long are reclaimed.")
     max_deliveries: int = Field(5, description="Deliveries before an entry is dead-lettered.")
     stream_maxlen: int = Field(20000, description="Producer refuses (and counts) crops beyond this backlog.")
