@@ -23,17 +23,14 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.camera_sim import RtspServer, transcode_for_passthrough
+from pipeline.bench.harness import DEFAULT_MEDIA, HarnessError, LiveStack, parse_overrides, percentile
 from pipeline.bench.procstats import STAGES, StageSampler
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MEDIA = REPO.parent / "shared" / "media" / "video" / "cremad"
 SUSTAIN_FPS_RATIO = 0.9
 SUSTAIN_P95_S = 1.0
 
@@ -74,15 +71,6 @@ class StepResult:
     reasons: list[str] = field(default_factory=list)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100); None for no data."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100.0 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def slope(points: list[tuple[float, float]]) -> float:
     """Least-squares slope of (t, y) points; 0 with fewer than two."""
     if len(points) < 2:
@@ -94,40 +82,22 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((t - mt) * (y - my) for t, y in points) / var if var > 0 else 0.0
 
 
-# --------------------------------------------------------------------------- components
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --------------------------------------------------------------------------- the run
 class PipelineBench:
     """Drives one ramp against a freshly started stack."""
 
-    def __init__(self, args: argparse.Namespace, api_url: str, store: Any, rtsp: RtspServer, sampler: StageSampler,
-                 state_token_file: str | None = None):
+    def __init__(self, args: argparse.Namespace, live: LiveStack, sampler: StageSampler):
         self.args = args
-        self.api = api_url
-        self.store = store
-        self.rtsp = rtsp
+        self.live = live
+        self.store = live.store
         self.sampler = sampler
         self.cameras: list[str] = []
-        token = Path(state_token_file).read_text().split()[0] if state_token_file else ""
-        self.auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     def add_cameras(self, n: int) -> None:
-        import httpx
-
         while len(self.cameras) < n:
             i = len(self.cameras)
             cam_id = f"bench-{i:02d}"
-            body = {"id": cam_id, "url": self.rtsp.url(f"m{i % len(self.rtsp.mounts)}"), "fps": self.args.fps, "name": "bench"}
-            r = httpx.post(f"{self.api}/cameras", json=body, headers=self.auth, timeout=30.0)
-            if r.status_code != 201:
-                raise RuntimeError(f"POST /cameras {cam_id}: {r.status_code} {r.text[:300]}")
+            self.live.add_camera(cam_id, self.live.camera_url(i), self.args.fps)
             self.cameras.append(cam_id)
 
     def healths(self) -> dict[str, dict[str, Any]]:
@@ -351,106 +321,41 @@ def main(argv: list[str] | None = None) -> int:
     mounts = args.mounts if args.mounts > 0 else max(steps)
     videos = [videos[i % len(videos)] for i in range(mounts)]
 
-    # The stack subprocess reads its settings from the environment.
-    workdir = Path(tempfile.mkdtemp(prefix="ep-bench-"))
-    env = {
-        "EP_DATA_DIR": str(workdir / "data"),
-        "EP_API__PORT": str(free_port()),
-        "EP_REDIS__EMBEDDED_PORT": str(free_port()),
-        "RAY_AUTH_MODE": "disabled",
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"--set needs KEY=VALUE, got {item!r}", file=sys.stderr)
-            return 1
-        env["EP_" + key.upper()] = value
-    os.environ.update(env)
-
-    from pipeline.runtime import stack
-    from pipeline.settings import load_settings
-    from pipeline.store.redis_store import RedisStore
-
-    settings = load_settings()
-    if not args.server_encode:
-        print(f"pre-encoding {len(set(videos))} video(s) to 640x480 H.264 for pass-through ...", flush=True)
-        encoded = {v: transcode_for_passthrough(v, workdir / "media") for v in set(videos)}
-        videos = [encoded[v] for v in videos]
-    mounts = {f"m{i}": video for i, video in enumerate(videos)}
-    rtsp = RtspServer(free_port(), mounts, workdir / "rtsp.log", passthrough=not args.server_encode)
-    store = None
-    results: list[StepResult] = []
-
     def on_term(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, on_term)
-    meta: dict[str, Any] = {
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": sys.argv, "cpus": os.cpu_count(),
-        "overrides": {k: v for k, v in env.items() if k.startswith("EP_") and "PORT" not in k and "DATA" not in k},
-        "videos": [str(v) for v in videos], "settings": json.loads(settings.model_dump_json()),
-    }
+    results: list[StepResult] = []
+    meta: dict[str, Any] = {}
     status = 0
     try:
-        t_start = time.monotonic()
-        rtsp.start()
-        print(f"RTSP server on :{rtsp.port} ({len(rtsp.mounts)} mounts); starting the stack ...", flush=True)
-        state = stack.start_detached(settings, ["up", "--no-demo"])
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{state.api_url}/readyz", timeout=3.0).status_code == 200:
+        with LiveStack(videos, parse_overrides(args.set), server_encode=args.server_encode,
+                       keep_data=args.keep_data) as live:
+            meta = live.meta()
+            assert live.rtsp is not None
+            sampler = StageSampler(live.state.pid, live.rtsp.pid, bench_pid=os.getpid())
+            bench = PipelineBench(args, live, sampler)
+            fails = 0
+            for n in steps:
+                print(f"step N={n}: adding cameras ...", flush=True)
+                r = bench.run_step(n)
+                results.append(r)
+                p95 = "-" if r.latency_p95_s is None else f"{r.latency_p95_s:.2f}"
+                print(f"step N={n}: {r.fps_processed_per_cam:.2f} fps/cam (min {r.fps_processed_min_cam:.2f}), "
+                      f"drop {r.dropped_per_s:.2f}/s, lag {r.lag_start}->{r.lag_end}, p95 {p95}s, "
+                      f"cpu detect {r.cpu.get('detect', 0):.0f}% classify {r.cpu.get('classify', 0):.0f}% "
+                      f"other {r.cpu.get('other', 0):.0f}% {r.top_others} "
+                      f"-> {'SUSTAINED' if r.sustained else 'NOT sustained: ' + '; '.join(r.reasons)}", flush=True)
+                fails = 0 if r.sustained else fails + 1
+                if fails >= args.stop_after_fail:
+                    print(f"stopping: {fails} unsustained steps in a row", flush=True)
                     break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError("API not ready within 120 s")
-        print(f"stack up in {time.monotonic() - t_start:.1f}s (pid {state.pid}, {state.api_url}); "
-              f"load {os.getloadavg()}", flush=True)
-        store = RedisStore.from_url(state.redis_url, settings.redis.prefix)
-        sampler = StageSampler(state.pid, rtsp.pid, bench_pid=os.getpid())
-        bench = PipelineBench(args, state.api_url, store, rtsp, sampler, state.token_file)
-        fails = 0
-        for n in steps:
-            print(f"step N={n}: adding cameras ...", flush=True)
-            r = bench.run_step(n)
-            results.append(r)
-            p95 = "-" if r.latency_p95_s is None else f"{r.latency_p95_s:.2f}"
-            print(f"step N={n}: {r.fps_processed_per_cam:.2f} fps/cam (min {r.fps_processed_min_cam:.2f}), "
-                  f"drop {r.dropped_per_s:.2f}/s, lag {r.lag_start}->{r.lag_end}, p95 {p95}s, "
-                  f"cpu detect {r.cpu.get('detect', 0):.0f}% classify {r.cpu.get('classify', 0):.0f}% "
-                  f"other {r.cpu.get('other', 0):.0f}% {r.top_others} "
-                  f"-> {'SUSTAINED' if r.sustained else 'NOT sustained: ' + '; '.join(r.reasons)}", flush=True)
-            fails = 0 if r.sustained else fails + 1
-            if fails >= args.stop_after_fail:
-                print(f"stopping: {fails} unsustained steps in a row", flush=True)
-                break
     except KeyboardInterrupt as exc:
-        print(f"interrupted ({exc}); cleaning up", file=sys.stderr, flush=True)
+        print(f"interrupted ({exc}); cleaned up", file=sys.stderr, flush=True)
         status = 130
-    except Exception as exc:  # noqa: BLE001 - report, clean up, exit non-zero
+    except (HarnessError, Exception) as exc:  # noqa: BLE001 - report (teardown already ran), exit non-zero
         print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         status = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the teardown
-        if store is not None:
-            store.close()
-        try:
-            stack.down(settings)
-        except Exception as exc:  # noqa: BLE001
-            print(f"stack down failed: {exc}", file=sys.stderr)
-        rtsp.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if not args.keep_data:
-            import shutil
-
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"kept {workdir}")
     if results:
         best = max((r.cameras for r in results if r.sustained), default=0)
         meta["max_sustained_cameras"] = best
