@@ -228,6 +228,13 @@ def test_ray_pods_get_settings_and_redis_url_from_secret() -> None:
             names = [e["name"] for e in container["env"]]
             assert names.index("REDIS_PASSWORD") < names.index("EP_REDIS__URL"), where
             assert container["envFrom"] == [{"configMapRef": {"name": "emotionpipe-config"}}], where
+            # every pod may host the API ingress replica, so every pod gets the token file
+            token_file = env["EP_API__TOKEN_FILE"]["value"]
+            mounts = {m["name"]: m for m in container["volumeMounts"]}
+            volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+            assert token_file.startswith(mounts["api-tokens"]["mountPath"] + "/"), where
+            assert mounts["api-tokens"]["readOnly"] is True, where
+            assert volumes["api-tokens"]["secret"]["secretName"] == "emotionpipe-api-tokens", where
 
 
 def test_configmap_keys_are_known_settings(no_ep_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
