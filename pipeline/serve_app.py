@@ -49,12 +49,11 @@ def classifier_deployment_options(settings: Settings) -> dict[str, Any]:
         # Start with one replica: a backlog left from before a restart must be drained.
         "initial_replicas": max(1, c.min_replicas),
         "max_replicas": max(c.max_replicas, c.min_replicas),
+        "upscale_delay_s": c.upscale_delay_s,
+        "downscale_delay_s": c.downscale_delay_s,
         "policy": {
             "policy_function": POLICY_PATH,
-            "policy_kwargs": {
-                "target_lag_per_replica": c.target_lag_per_replica,
-                "downscale_delay_s": c.downscale_delay_s,
-            },
+            "policy_kwargs": {"target_lag_per_replica": c.target_lag_per_replica},
         },
     }
     return options

@@ -92,6 +92,7 @@ class ApiSettings(_Section):
     )
     auth_reads: bool = Field(False, description="Also require a token for reads (GET), not only mutations.")
 
+    upscale_delay_s: float = Field(5.0, ge=0, description="Lag must stay high this long before replicas are added.")
 
 class RaySettings(_Section):
     address: str | None = Field(None, description="Ray cluster address; unset = start a local one.")

@@ -6,8 +6,9 @@ group's backlog through ``record_autoscaling_stats`` as ``queue_lag``; this poli
 deployment so each replica has at most ``target_lag_per_replica`` faces waiting.
 
 Limits: the lag is one number for the whole group (every replica reports the same value, so
-the policy takes the maximum, not the sum); scaling reacts at the controller's metrics period
-(seconds), so a burst shorter than that is absorbed by the stream, which is what it is for.
+the policy takes the maximum, not the sum); Serve averages the metric over its look-back period
+and applies ``upscale_delay_s``, so a burst shorter than that is absorbed by the stream, which is
+what it is for.
 The controller imports this module by path, so it must stay importable without Redis or torch.
 """
 
@@ -34,40 +35,28 @@ def desired_replicas(lag: float, target_lag_per_replica: float, lo: int, hi: int
 class QueueLagPolicy:
     """Serve custom autoscaling policy (a class, so Serve instantiates it once with ``policy_kwargs``).
 
+    Ray 2.60 wraps custom policies with the deployment's ``autoscaling_config``: min/max bounds,
+    ``upscale_delay_s`` and ``downscale_delay_s`` (600 s unless set, which is why the options set
+    it from ``classify.downscale_delay_s``). So this policy only says how many replicas the lag
+    calls for; hysteresis is Serve's.
+
     Args:
         target_lag_per_replica: Waiting faces one replica is expected to absorb.
-        downscale_delay_s: The lower target must hold this long before replicas are removed,
-            so a stream that empties between bursts does not flap.
     """
 
-    def __init__(self, target_lag_per_replica: float = 256.0, downscale_delay_s: float = 30.0) -> None:
+    def __init__(self, target_lag_per_replica: float = 256.0) -> None:
         self.target = float(target_lag_per_replica)
-        self.downscale_delay_s = float(downscale_delay_s)
 
-    def decide(self, lag: float | None, current: int, lo: int, hi: int, now: float, state: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def decide(self, lag: float | None, current: int, lo: int, hi: int) -> int:
         """Pure decision step (tested without Ray)."""
-        state = dict(state)
         if lag is None:  # no replica reported yet (or Redis is down): keep what we have
-            return min(max(current, lo), hi), state
-        wanted = desired_replicas(lag, self.target, lo, hi)
-        if wanted >= current:
-            state.pop("below_since", None)
-            return wanted, state
-        below_since = state.setdefault("below_since", now)
-        if now - below_since >= self.downscale_delay_s:
-            state.pop("below_since", None)
-            return wanted, state
-        return current, state
+            return min(max(current, lo), hi)
+        return desired_replicas(lag, self.target, lo, hi)
 
     def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
         metrics = (ctx.aggregated_metrics or {}).get(LAG_METRIC) or {}
         lag = max(metrics.values()) if metrics else None
-        now = ctx.current_time if ctx.current_time is not None else 0.0
-        return self.decide(
-            lag,
-            ctx.current_num_replicas,
-            ctx.capacity_adjusted_min_replicas,
-            ctx.capacity_adjusted_max_replicas,
-            now,
-            ctx.policy_state or {},
+        wanted = self.decide(
+            lag, ctx.current_num_replicas, ctx.capacity_adjusted_min_replicas, ctx.capacity_adjusted_max_replicas
         )
+        return wanted, ctx.policy_state or {}

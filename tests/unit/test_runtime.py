@@ -79,15 +79,24 @@ def test_desired_replicas(lag: float, lo: int, hi: int, want: int) -> None:
     assert desired_replicas(lag, 256, lo, hi) == want
 
 
-def test_policy_scales_up_at_once_and_down_after_a_delay() -> None:
-    policy = QueueLagPolicy(target_lag_per_replica=100, downscale_delay_s=30)
-    n, state = policy.decide(350, current=1, lo=1, hi=4, now=0.0, state={})
-    assert n == 4
-    n, state = policy.decide(0, current=4, lo=1, hi=4, now=1.0, state=state)
-    assert n == 4  # not yet: the backlog may come back
-    n, state = policy.decide(0, current=4, lo=1, hi=4, now=40.0, state=state)
-    assert n == 1
-    assert policy.decide(None, current=2, lo=1, hi=4, now=50.0, state={})[0] == 2
+def test_policy_sizes_replicas_by_lag_and_holds_without_data() -> None:
+    policy = QueueLagPolicy(target_lag_per_replica=100)
+    assert policy.decide(350, current=1, lo=1, hi=4) == 4
+    assert policy.decide(0, current=4, lo=1, hi=4) == 1  # Serve's downscale_delay_s holds it back
+    assert policy.decide(None, current=2, lo=1, hi=4) == 2
+
+
+def test_classifier_delays_are_set_because_serve_wraps_custom_policies() -> None:
+    # Serve 2.60 applies autoscaling_config delays around custom policies, 600 s down by default
+    from ray.serve.config import AutoscalingConfig
+
+    from pipeline.serve_app import classifier_deployment_options
+
+    s = Settings()
+    auto = classifier_deployment_options(s)["autoscaling_config"]
+    config = AutoscalingConfig(**auto)
+    assert config.upscale_delay_s == s.classify.upscale_delay_s
+    assert config.downscale_delay_s == s.classify.downscale_delay_s < 600
 
 
 # --------------------------------------------------------------------------- app options
