@@ -159,7 +159,7 @@ class Timeline:
         return {
             "t": time.time(),
             "health": health,
-            "published": sum(v.get("published", 0) for v in counters.values()),
+            "published": {c: v.get("published", 0) for c, v in counters.items()},
             "refused": sum(v.get("refused", 0) for v in counters.values()),
             "lag": self.store.queue_lag(),
             # Redis load per face, for sizing shards (the 1,000-camera plan in the README).
@@ -182,9 +182,13 @@ class Timeline:
                 row[f"{key}_per_s"] = round(max(total, 0) / dt, 2)
             else:
                 row[f"{key}_per_s"] = 0.0
-        published = (cur["published"] - prev["published"]) / dt if prev and dt > 0 else 0.0
-        # Classified = published minus what the backlog grew by.
-        classified = (cur["published"] - prev["published"] - (cur["lag"] - prev["lag"])) / dt if prev and dt > 0 else 0.0
+        published = classified = 0.0
+        if prev and dt > 0:
+            # A removed camera's counters vanish with it: count only scopes present in both samples.
+            new_faces = sum(n - prev["published"][c] for c, n in cur["published"].items() if c in prev["published"])
+            published = new_faces / dt
+            # Classified = published minus what the backlog grew by.
+            classified = (new_faces - (cur["lag"] - prev["lag"])) / dt
         row.update({
             "faces_published_per_s": round(published, 1),
             "faces_classified_per_s": round(max(classified, 0.0), 1),
