@@ -29,10 +29,10 @@ export PYTHONDONTWRITEBYTECODE  := 1
 
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: help install system-deps venv run up down status test test-fast bench clean distclean
+.PHONY: help install system-deps venv run up down status test test-fast bench dashboard clean distclean
 
 help:
-	@echo "make run | make test | make test-fast | make bench | make down | make clean | make distclean"
+	@echo "make run | make test | make test-fast | make bench | make dashboard | make down | make clean | make distclean"
 
 install: system-deps venv
 
@@ -81,6 +81,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/emotionpipe bench
+
+# Rebuilds the committed dashboard bundle (pipeline/api/dashboard/) from frontend/ with npm.
+dashboard:
+	cd frontend && npm ci && npm run build
 
 clean:
 	rm -rf .pytest_cache .ep-data test-output build dist *.egg-info

@@ -22,6 +22,11 @@ class RedisSettings(_Section):
     prefix: str = Field("ep:", description="Prefix of every key this project writes.")
     embedded_port: int = Field(6390, description="Port of the embedded server (Ray's GCS owns 6379).")
     embedded_binary: str = Field("redis-server", description="redis-server executable for embedded mode.")
+    password: SecretStr | None = Field(
+        None,
+        description="Password of the embedded server (requirepass); the stack puts it in the URL it hands on. "
+        "For an external Redis give it in the URL instead (redis://:PASSWORD@host:6379/0).",
+    )
 
 
 class IngestSettings(_Section):
@@ -37,6 +42,24 @@ class IngestSettings(_Section):
         ("rtsp", "rtsps", "http", "https"), description="URL schemes cameras may use."
     )
     allow_files: bool = Field(False, description="Allow file paths / file:// sources (tests, replays).")
+    allow_loopback: bool = Field(
+        False,
+        description="Allow camera hosts on loopback (127.0.0.0/8, ::1, localhost): local test servers and "
+        "demos. Off: a camera URL must not reach services on the pipeline's own hosts (SSRF).",
+    )
+    allow_link_local: bool = Field(
+        False,
+        description="Allow link-local camera hosts (169.254.0.0/16, fe80::/10), e.g. zeroconf cameras. "
+        "Cloud metadata endpoints (169.254.169.254, metadata.google.internal, ...) stay refused.",
+    )
+    resolve_timeout_s: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="Camera host names are resolved (at most this long) and every address checked against "
+        "the rules above; a name that does not resolve is accepted and checked again at each "
+        "connection. 0 = check literal addresses only.",
+    )
     reconcile_interval_s: float = Field(1.0, description="How often the camera manager syncs the registry.")
 
 
@@ -52,6 +75,10 @@ class DetectSettings(_Section):
     max_ongoing_requests: int = Field(8, ge=1)
     upscale_delay_s: float = Field(10.0, ge=0, description="Load must stay high this long before replicas are added.")
     downscale_delay_s: float = Field(120.0, ge=0, description="Load must stay low this long before replicas go.")
+    max_frame_age_s: float = Field(
+        2.0, ge=0, description="Frames older than this when a replica picks them up are skipped (counted), so an "
+        "overloaded detector keeps latency bounded instead of working through a backlog; 0 = never skip."
+    )
     track_iou: float = Field(0.3, description="IoU above which a detection continues a track.")
     track_max_age_s: float = Field(2.0, description="A track unseen this long is closed.")
 
@@ -69,6 +96,7 @@ class ClassifySettings(_Section):
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(2, ge=1)
     target_lag_per_replica: float = Field(256.0, gt=0, description="Waiting faces one replica absorbs (autoscaling).")
+    upscale_delay_s: float = Field(5.0, ge=0, description="Lag must stay high this long before replicas are added.")
     downscale_delay_s: float = Field(60.0, ge=0, description="Lag must stay low this long before replicas go.")
     claim_idle_ms: int = Field(15000, description="Pending entries idle this long are reclaimed.")
     max_deliveries: int = Field(5, description="Deliveries before an entry is dead-lettered.")
@@ -92,7 +120,19 @@ class ApiSettings(_Section):
     )
     auth_reads: bool = Field(False, description="Also require a token for reads (GET), not only mutations.")
 
-    upscale_delay_s: float = Field(5.0, ge=0, description="Lag must stay high this long before replicas are added.")
+
+class AlertSettings(_Section):
+    enabled: bool = Field(True, description="Run the alert evaluator in the API ingress (one replica at a time).")
+    interval_s: float = Field(5.0, ge=0.5, le=3600, description="Seconds between two evaluation passes.")
+    lease_ttl_s: float = Field(
+        30.0, ge=1, description="Evaluator lease lifetime; another replica takes over this long after a crash."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60, description="Per-attempt webhook timeout.")
+    webhook_attempts: int = Field(3, ge=1, le=10, description="Webhook attempts per firing, the first included.")
+    backoff_initial_s: float = Field(0.5, ge=0, description="Delay before the first webhook retry (doubles).")
+    backoff_max_s: float = Field(10.0, ge=0, description="Webhook retry delay cap.")
+    events_kept: int = Field(100, ge=1, le=10000, description="Firing events kept per rule.")
+
 
 class RaySettings(_Section):
     address: str | None = Field(None, description="Ray cluster address; unset = start a local one.")
@@ -114,6 +154,7 @@ class Settings(BaseSettings):
     classify: ClassifySettings = ClassifySettings()
     aggregate: AggregateSettings = AggregateSettings()
     api: ApiSettings = ApiSettings()
+    alerts: AlertSettings = AlertSettings()
     ray: RaySettings = RaySettings()
 
 

@@ -95,6 +95,16 @@ def redis_client(redis_url: str) -> Iterator[object]:
     client.close()
 
 
+@pytest.fixture()
+def store(redis_url: str) -> Iterator[object]:
+    """The project's Redis adapter on the flushed test database (default prefix)."""
+    from pipeline.store.redis_store import RedisStore
+
+    s = RedisStore.from_url(redis_url)
+    yield s
+    s.close()
+
+
 # --------------------------------------------------------------------------- RTSP
 @pytest.fixture(scope="session")
 def rtsp_server(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RtspServer]:

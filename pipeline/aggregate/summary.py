@@ -151,3 +151,18 @@ def merge_summaries(group_id: str, summaries: Sequence[Summary]) -> Summary:
         model=models[0] if models else None,
         distinct_tracks=sum(s.distinct_tracks for s in summaries),
     )
+
+
+def series_point(ts: float, totals: BucketTotals) -> SeriesPoint:
+    """One point of a (resampled) series starting at ``ts``."""
+    return SeriesPoint(
+        ts=ts,
+        faces=totals.faces,
+        counts=dict(zip(LABELS, totals.counts)),
+        dominant=_dominant(totals.counts, totals.prob_sums),
+    )
+
+
+def dominant_label(totals: BucketTotals) -> str | None:
+    """The most frequent top-1 label of some totals (ties: higher mean probability, then label order)."""
+    return _dominant(totals.counts, totals.prob_sums)

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from pipeline.alerts.runner import AlertRunner
 from pipeline.api.app import create_app
 from pipeline.settings import Settings
 from pipeline.store.redis_store import RedisStore
@@ -34,6 +35,11 @@ class ApiIngress:
         self._store = RedisStore.from_settings(settings)
         self._detector = detector
         self._classifier = classifier
+        # Every replica runs a runner; a Redis lease lets only one of them evaluate at a time.
+        self._alerts: AlertRunner | None = None
+        if settings.alerts.enabled:
+            self._alerts = AlertRunner(self._store, settings.alerts)
+            self._alerts.start()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built here, not at import time, so each replica owns its Redis connection pool.
@@ -51,6 +57,10 @@ class ApiIngress:
         return app
 
     def __del__(self) -> None:
+        # Serve calls __del__ on graceful replica shutdown: hand the alert lease over first.
+        alerts = getattr(self, "_alerts", None)
+        if alerts is not None:
+            alerts.stop()
         store = getattr(self, "_store", None)
         if store is not None:
             store.close()

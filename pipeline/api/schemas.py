@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.alerts.models import AlertRule, AlertState, CooldownSeconds, Label, Op, WindowSeconds
 from pipeline.ingest.sources import redact_url
-from pipeline.store.models import CAMERA_ID_PATTERN, CameraConfig
+from pipeline.store.models import CAMERA_ID_PATTERN, CameraConfig, Groups
 
 
 class CameraCreate(BaseModel):
@@ -20,6 +23,7 @@ class CameraCreate(BaseModel):
     enabled: bool = Field(True, description="False registers the camera paused.")
     keep_frames: bool = Field(False, description="Keep annotated frames for the UI.")
     labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels (site, group).")
+    groups: Groups = Field(default_factory=list, description="Groups the camera belongs to (same rules as ids).")
 
 
 class CameraPatch(BaseModel):
@@ -31,6 +35,8 @@ class CameraPatch(BaseModel):
     fps: float | None = Field(None, gt=0, le=60)
     name: str | None = Field(None, max_length=200)
     labels: dict[str, str] | None = None
+    groups: Groups | None = None
+    keep_frames: bool | None = Field(None, description="Opt in/out of the latest-frame snapshot (privacy).")
 
 
 class CameraOut(BaseModel):
@@ -43,6 +49,7 @@ class CameraOut(BaseModel):
     enabled: bool
     keep_frames: bool
     labels: dict[str, str]
+    groups: list[str]
     created_at: float
 
     @classmethod
@@ -55,6 +62,7 @@ class CameraOut(BaseModel):
             enabled=cfg.enabled,
             keep_frames=cfg.keep_frames,
             labels=dict(cfg.labels),
+            groups=list(cfg.groups),
             created_at=cfg.created_at,
         )
 
@@ -74,3 +82,77 @@ class Status(BaseModel):
 
     status: str
     detail: str = ""
+
+
+class GroupOut(BaseModel):
+    """A camera group: the cameras that list it in their ``groups``."""
+
+    name: str
+    cameras: list[str] = Field(description="Member camera ids, sorted.")
+
+
+class CameraOverview(BaseModel):
+    """One row of ``GET /overview``: health and the window's emotion mix of one camera."""
+
+    id: str
+    name: str
+    enabled: bool
+    groups: list[str]
+    state: str = Field(description="Reader state, or 'unknown' when the reader does not report.")
+    fps_in: float = Field(description="Frames per second read from the source.")
+    fps_processed: float = Field(description="Frames per second sent to detection.")
+    faces: int = Field(description="Faces classified in the window.")
+    dominant: str | None = Field(description="Most frequent label in the window.")
+    shares: dict[str, float] = Field(description="Share of each label in the window.")
+
+
+class Overview(BaseModel):
+    """Body of ``GET /overview``."""
+
+    window_s: float
+    until: float
+    cameras: list[CameraOverview]
+
+
+class AlertRuleOut(BaseModel):
+    """An alert rule as the API shows it (webhook credentials masked), with its evaluation state."""
+
+    id: str
+    camera_id: str | None
+    group: str | None
+    labels: list[str]
+    window: float = Field(description="Window, seconds.")
+    op: str
+    threshold: float
+    min_faces: int
+    webhook_url: str | None = Field(description="Webhook URL with credentials redacted.")
+    cooldown: float = Field(description="Cooldown, seconds.")
+    enabled: bool
+    description: str
+    created_at: float
+    state: AlertState = Field(description="Condition at the last evaluation, last firing.")
+
+    @classmethod
+    def from_rule(cls, rule: AlertRule, state: AlertState) -> AlertRuleOut:
+        return cls.model_validate({**rule.public(), "state": state})
+
+
+class AlertPatch(BaseModel):
+    """Body of ``PATCH /alerts/{id}``: any subset of the rule's fields except id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str | None = Field(None, pattern=CAMERA_ID_PATTERN)
+    group: str | None = Field(None, pattern=CAMERA_ID_PATTERN)
+    labels: tuple[Label, ...] | None = Field(None, min_length=1)
+    window: WindowSeconds | None = None
+    op: Op | None = None
+    threshold: float | None = Field(None, ge=0, le=1)
+    min_faces: int | None = Field(None, ge=1)
+    webhook_url: str | None = None
+    cooldown: CooldownSeconds | None = None
+    enabled: bool | None = None
+    description: str | None = Field(None, max_length=500)
+
+
+ExportFormat = Literal["csv", "json"]

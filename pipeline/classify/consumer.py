@@ -145,7 +145,9 @@ class FaceConsumer:
         if not crops:
             return 0
 
+        infer_started = time.perf_counter()
         probs = self._predict(crops)
+        inference_s = time.perf_counter() - infer_started  # issue 4: /metrics inference histogram
         results = [
             EmotionResult(
                 camera_id=c.camera_id,
@@ -159,7 +161,7 @@ class FaceConsumer:
             )
             for c, row in zip(crops, probs)
         ]
-        recorded = self.store.record_results(results, ids)
+        recorded = self.store.record_results(results, ids, inference_s=inference_s)
 
         self.stats.batches += 1
         self.stats.classified += len(results)

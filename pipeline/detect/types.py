@@ -60,6 +60,8 @@ class DetectResult:
         tracks: Tracker state to pass with the camera's next frame.
         publish_refused: True when the store refused the crops (backlog full);
             the faces were detected but will not be classified.
+        skipped_stale: True when the frame was older than ``detect.max_frame_age_s``
+            when its turn came: nothing was detected, the tracker state is unchanged.
         timings: Milliseconds per phase (``detect``, ``align``, ``track``,
             ``publish``, ``total``).
     """
@@ -69,4 +71,5 @@ class DetectResult:
     track_ids: tuple[int, ...]
     tracks: TrackState
     publish_refused: bool = False
+    skipped_stale: bool = False
     timings: dict[str, float] = field(default_factory=dict)

@@ -396,11 +396,19 @@ class FrameGrabber:
         # cv2.VideoCapture has grab/retrieve; minimal captures (test fakes) only read().
         grab, retrieve = getattr(cap, "grab", None), getattr(cap, "retrieve", None)
         can_skip = self._retrieve_every > 0
+        # A read that blocked until FFmpeg's read timeout and still "succeeded" returned a frame
+        # drained from the decoder's queue (frame threading delays output by a few frames), not
+        # new data: it must not count as life, or a silent stream looks live for another read
+        # timeout per queued frame and the stall watchdog fires several times later than set.
+        blocked_s = 0.9 * self._settings.read_timeout_ms / 1000.0 if self.source.is_live else float("inf")
         img: Any
         while not conn.abandoned.is_set():
+            read_started = time.monotonic()
             if can_skip and grab is not None and retrieve is not None:
                 ok, img = grab(), None
-                if ok and time.monotonic() < skip_until:
+                if ok and time.monotonic() - read_started >= blocked_s:
+                    ok = False  # a stale frame after a read timeout: a failed read, not a live frame
+                elif ok and time.monotonic() < skip_until:
                     self._count_skipped(conn)
                     continue
                 if ok:
@@ -410,6 +418,8 @@ class FrameGrabber:
                 ok, img = cap.read()
             if conn.abandoned.is_set():
                 return
+            if ok and time.monotonic() - read_started >= blocked_s:
+                ok = False
             if not ok:
                 if not self.source.is_live:
                     conn.finish("eof")

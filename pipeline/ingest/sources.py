@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from pipeline.ingest.exceptions import InvalidSource, SourceUnavailable
+from pipeline.ingest.netpolicy import BlockedHost, check_host
 
 if TYPE_CHECKING:
     from pipeline.settings import IngestSettings
@@ -144,8 +145,10 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
     """Check a camera source string against the ingest settings.
 
     Accepted forms: ``scheme://host/...`` for the schemes in
-    ``settings.allowed_schemes``; ``webcam:N`` or a bare device index ``N``;
-    file paths and ``file://`` URLs only when ``settings.allow_files`` is set.
+    ``settings.allowed_schemes``, whose host passes the SSRF policy of
+    :mod:`pipeline.ingest.netpolicy` (no loopback, link-local or metadata hosts unless
+    allowed); ``webcam:N`` or a bare device index ``N``; file paths and ``file://``
+    URLs only when ``settings.allow_files`` is set.
 
     Args:
         url: The source as registered.
@@ -196,12 +199,11 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
         allowed = ", ".join(settings.allowed_schemes) or "none"
         raise InvalidSource(f"scheme {scheme!r} is not allowed (allowed: {allowed}): {shown}")
 
-    _, remainder = _split_userinfo(url[match.end() :])
-    cut = min((i for i in (remainder.find(c) for c in "/?#") if i >= 0), default=len(remainder))
-    hostport = remainder[:cut]
+    hostport = _hostport(url)
     if not hostport:
         raise InvalidSource(f"source has no host: {shown}")
-    if not _HOSTPORT_RE.match(hostport):
+    host_match = _HOSTPORT_RE.match(hostport)
+    if not host_match:
         raise InvalidSource(f"source has an invalid host or port: {shown}")
     try:
         # urlsplit validates the port range; hostname parsing errors are ours to word.
@@ -210,7 +212,36 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
         raise InvalidSource(f"source has an invalid port: {shown}") from None
     if port == 0:
         raise InvalidSource(f"source has an invalid port: {shown}")
+    try:
+        check_host(host_match.group(1), settings)
+    except BlockedHost as exc:
+        raise InvalidSource(f"source host {exc}: {shown}") from None
     return Source(SourceKind.STREAM, shown, scheme, url)
+
+
+def _hostport(url: str) -> str:
+    """The ``host[:port]`` of a ``scheme://`` URL, credentials and path cut off."""
+    match = _SCHEME_RE.match(url)
+    _, remainder = _split_userinfo(url[match.end() :] if match else url)
+    cut = min((i for i in (remainder.find(c) for c in "/?#") if i >= 0), default=len(remainder))
+    return remainder[:cut]
+
+
+def check_destination(source: Source, settings: IngestSettings) -> None:
+    """Re-apply the host policy right before connecting (the name may resolve elsewhere now).
+
+    Raises:
+        SourceUnavailable: The host is refused; the message is redacted.
+    """
+    if source.kind is not SourceKind.STREAM:
+        return
+    host_match = _HOSTPORT_RE.match(_hostport(str(source.target)))
+    if host_match is None:
+        raise SourceUnavailable(f"refusing to connect, invalid host: {source.redacted}")
+    try:
+        check_host(host_match.group(1), settings)
+    except BlockedHost as exc:
+        raise SourceUnavailable(f"refusing to connect, host {exc}: {source.redacted}") from None
 
 
 def capture_params(settings: IngestSettings) -> list[int]:
@@ -241,10 +272,12 @@ def open_capture(source: Source, settings: IngestSettings) -> Any:
         An opened ``cv2.VideoCapture``.
 
     Raises:
-        SourceUnavailable: The source could not be opened; the message is redacted.
+        SourceUnavailable: The source could not be opened, or its host is refused by
+            the SSRF policy; the message is redacted.
     """
     import cv2
 
+    check_destination(source, settings)
     if source.kind is SourceKind.WEBCAM:
         # FFmpeg cannot open V4L2 devices by index; let OpenCV pick the backend.
         cap = cv2.VideoCapture(int(source.target), cv2.CAP_ANY)

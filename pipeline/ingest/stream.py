@@ -143,6 +143,7 @@ class CameraStream:
         self._faces = 0
         self._faces_total = 0
         self._detect_errors = 0
+        self._detect_skipped = 0
         self._publish_refused = 0
         self._latency_ms = 0.0
         self._last_error = ""
@@ -246,6 +247,11 @@ class CameraStream:
             return
         latency = (time.monotonic() - sent) * 1000.0
         self._latency_ms = latency if self._latency_ms == 0 else 0.8 * self._latency_ms + 0.2 * latency
+        if getattr(result, "skipped_stale", False):
+            # Too old by the time a detector got to it: a drop, and its (unchanged) tracker
+            # state must not replace the newer one another frame brought back.
+            self._detect_skipped += 1
+            return
         n_faces = int(getattr(result, "n_faces", 0))
         self._faces_total += n_faces
         if getattr(result, "publish_refused", False):
@@ -309,6 +315,7 @@ class CameraStream:
             "faces": self._faces,
             "faces_total": self._faces_total,
             "detect_errors": self._detect_errors,
+            "detect_skipped": self._detect_skipped,
             "publish_refused": self._publish_refused,
             "latency_ms": round(self._latency_ms, 1),
             "corrupt": st.corrupt,

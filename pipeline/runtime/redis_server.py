@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -25,7 +26,14 @@ class RedisServerError(PipelineError):
     """The embedded redis-server could not be started or stopped."""
 
 
-def render_config(port: int, data_dir: Path, *, bind: str = "127.0.0.1", appendonly: bool = True) -> str:
+def _check_password(password: str) -> None:
+    if not password or any(ord(c) < 32 or ord(c) == 127 for c in password):
+        raise ConfigError("the Redis password must be non-empty and free of control characters")
+
+
+def render_config(
+    port: int, data_dir: Path, *, bind: str = "127.0.0.1", appendonly: bool = True, password: str | None = None
+) -> str:
     """Render the redis.conf of an embedded server.
 
     Args:
@@ -33,6 +41,7 @@ def render_config(port: int, data_dir: Path, *, bind: str = "127.0.0.1", appendo
         data_dir: Directory for the AOF, dump, pid and log files.
         bind: Listen address; loopback unless the user asks otherwise.
         appendonly: Turn on AOF (``everysec``). Off only for throwaway test servers.
+        password: Require this password (``requirepass``); None = no AUTH (loopback only).
     """
     lines = [
         f"port {port}",
@@ -49,6 +58,10 @@ def render_config(port: int, data_dir: Path, *, bind: str = "127.0.0.1", appendo
         # Streams and buckets are bounded by the application; never evict accepted work.
         "maxmemory-policy noeviction",
     ]
+    if password is not None:
+        _check_password(password)
+        escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'requirepass "{escaped}"')
     return "\n".join(lines) + "\n"
 
 
@@ -60,10 +73,18 @@ class EmbeddedRedis:
         data_dir: Where config, AOF, pidfile and log go (created if missing).
         binary: The redis-server executable.
         appendonly: AOF persistence on/off.
+        password: Require this password (``requirepass``); :attr:`url` then carries it, so
+            keep that URL out of logs (:func:`pipeline.ingest.sources.redact_url` masks it).
     """
 
     def __init__(
-        self, port: int, data_dir: Path, *, binary: str = "redis-server", appendonly: bool = True
+        self,
+        port: int,
+        data_dir: Path,
+        *,
+        binary: str = "redis-server",
+        appendonly: bool = True,
+        password: str | None = None,
     ) -> None:
         if port == 6379:
             raise ConfigError("embedded Redis must not use 6379: a local Ray head's GCS listens there")
@@ -71,12 +92,16 @@ class EmbeddedRedis:
         self.data_dir = Path(data_dir).resolve()
         self.binary = binary
         self.appendonly = appendonly
+        if password is not None:
+            _check_password(password)
+        self.password = password
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """``redis://`` URL of the server."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """``redis://`` URL of the server, with the password when one is set."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def pidfile(self) -> Path:
@@ -88,12 +113,16 @@ class EmbeddedRedis:
         client = redis.Redis(
             host="127.0.0.1",
             port=self.port,
+            password=self.password,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
         try:
             return bool(client.ping())
+        except (redis.AuthenticationError, redis.ResponseError):
+            # It answered, only refused our credentials (or that we sent some): a server is there.
+            return True
         except (redis.ConnectionError, redis.TimeoutError):
             return False
         finally:
@@ -118,7 +147,12 @@ class EmbeddedRedis:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
-        conf.write_text(render_config(self.port, self.data_dir, appendonly=self.appendonly))
+        # The config may hold the password: readable by this user only.
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(
+            render_config(self.port, self.data_dir, appendonly=self.appendonly, password=self.password)
+        )
         # Own session: a Ctrl-C in the terminal reaches us first, and we shut Redis down cleanly.
         self._proc = subprocess.Popen(
             [exe, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -63,6 +63,8 @@ class StackState:
     def write(self, data_dir: Path) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         tmp = data_dir / (STATE_FILE + ".tmp")
+        tmp.touch(mode=0o600)  # redis_url may carry the embedded server's password
+        tmp.chmod(0o600)
         tmp.write_text(json.dumps(asdict(self), indent=2))
         tmp.replace(data_dir / STATE_FILE)  # atomic: `status` never reads half a file
 
@@ -87,15 +89,28 @@ def default_media_dir() -> Path:
     return Path(pipeline.__file__).resolve().parents[2] / "shared" / "media"
 
 
+def _redis_password(settings: Settings) -> str | None:
+    return settings.redis.password.get_secret_value() if settings.redis.password else None
+
+
 def with_section(settings: Settings, section: str, **changes: Any) -> Settings:
-    """A copy of the frozen settings with fields of one section replaced."""
+    """A copy of the frozen settings with fields of one section replaced (and validated).
+
+    Validated, not ``model_copy(update=...)``: that skips validation, so e.g. a plain string
+    given for a ``SecretStr`` token stayed a string and broke its users.
+    """
     current = getattr(settings, section)
-    return settings.model_copy(update={section: current.model_copy(update=changes)})
+    updated = type(current).model_validate({**current.model_dump(), **changes})
+    return settings.model_copy(update={section: updated})
 
 
 def demo_settings(settings: Settings) -> Settings:
-    """The demo profile: file sources allowed (the demo cameras are looping files)."""
-    return with_section(settings, "ingest", allow_files=True)
+    """The demo profile: file sources and loopback cameras allowed (a laptop's own test servers).
+
+    Without the demo profile both stay off, as on a cluster: set ``EP_INGEST__ALLOW_LOOPBACK``
+    to read a camera served on the same machine.
+    """
+    return with_section(settings, "ingest", allow_files=True, allow_loopback=True)
 
 
 def register_demo_cameras(store: Any, media_dir: Path) -> list[str]:
@@ -181,7 +196,8 @@ class Stack:
         data_dir = settings.data_dir.resolve()
         if not settings.redis.url:
             self.redis = EmbeddedRedis(
-                settings.redis.embedded_port, data_dir / "redis", binary=settings.redis.embedded_binary
+                settings.redis.embedded_port, data_dir / "redis", binary=settings.redis.embedded_binary,
+                password=_redis_password(settings),
             )
             self.redis.start()
             settings = with_section(settings, "redis", url=self.redis.url)
@@ -261,7 +277,7 @@ def run_foreground(settings: Settings, *, demo: bool, out: Any = None) -> int:
         # Installed after ray.init, which puts its own SIGTERM handler in place (it aborts).
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-        print(f"emotion-pipeline is up: API {state.api_url}  (OpenAPI docs {state.api_url}/docs)", file=out)
+        print(f"emotion-pipeline is up: dashboard {state.api_url}/  API docs {state.api_url}/docs", file=out)
         if state.token_file:
             print(f"  changes need the API token in {state.token_file} (`emotionpipe token` prints it)", file=out)
         for camera in state.demo_cameras:
@@ -312,6 +328,9 @@ def status(settings: Settings) -> dict[str, Any]:
     if state is None or not _alive(state.pid):
         return {"running": False}
     info: dict[str, Any] = {"running": True, **asdict(state)}
+    from pipeline.ingest.sources import redact_url
+
+    info["redis_url"] = redact_url(state.redis_url)  # printed by `emotionpipe status`
     try:
         import httpx
 
@@ -342,6 +361,6 @@ def down(settings: Settings, timeout: float = 90.0) -> bool:
             os.kill(state.pid, signal.SIGKILL)
     if state.embedded_redis:
         # No-op after a clean shutdown (nothing answers on the port any more).
-        EmbeddedRedis(settings.redis.embedded_port, data_dir / "redis").stop()
+        EmbeddedRedis(settings.redis.embedded_port, data_dir / "redis", password=_redis_password(settings)).stop()
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return was_running

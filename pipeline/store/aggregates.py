@@ -2,7 +2,8 @@
 
 :meth:`AggregateOps.record_results` is the consumer's commit point: bucket
 increments, track sets, per-track EMA state, recent results, the processed-id
-marks, the end-to-end latency samples and the XACK all go in one MULTI/EXEC. The processed-id sets and the
+marks, the end-to-end latency samples, the per-camera ``classified`` counters, the
+classifier batch histograms and the XACK all go in one MULTI/EXEC. The processed-id sets and the
 touched track states are WATCHed, so a message reclaimed and recorded twice
 (or two consumers updating one track) retries instead of double counting.
 """
@@ -10,7 +11,7 @@ touched track states are WATCHed, so a message reclaimed and recorded twice
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import redis
 
@@ -20,6 +21,7 @@ from pipeline.aggregate.summary import SeriesPoint, Summary, build_series, build
 from pipeline.contracts import EmotionResult
 from pipeline.exceptions import ContractError
 from pipeline.store.base import StoreBase
+from pipeline.store.classifier_stats import queue_batch_observation
 from pipeline.store.keys import CLASSIFIER_GROUP, GLOBAL_SCOPE
 
 #: Latency samples kept per camera and globally (newest first): enough for p99 over a minute
@@ -30,11 +32,19 @@ LATENCY_SAMPLES = 2000
 class AggregateOps(StoreBase):
     """Per-camera time buckets, track smoothing and recent results."""
 
-    def record_results(self, results: list[EmotionResult], msg_ids: list[bytes]) -> int:
+    def record_results(
+        self, results: list[EmotionResult], msg_ids: list[bytes], *, inference_s: float | None = None
+    ) -> int:
         """Record classified faces and acknowledge their stream entries, atomically.
 
         Idempotent per message id: an id already recorded is acknowledged again but
         not counted again. Results are matched to ``msg_ids`` by position.
+
+        Args:
+            results: The batch's results.
+            msg_ids: Their stream entry ids, by position.
+            inference_s: Time the engine took for this batch, if measured; it goes into
+                the classifier histograms with the batch size (``/metrics``).
 
         Returns:
             Number of results newly counted.
@@ -112,6 +122,9 @@ class AggregateOps(StoreBase):
                     pipe.lpush(self.keys.recent(r.camera_id), r.encode())
             if fresh:
                 latencies[GLOBAL_SCOPE] = [v for samples in latencies.values() for v in samples]
+                for camera_id, n in Counter(r.camera_id for _, r in fresh).items():
+                    self.incr_counter(camera_id, "classified", n, pipe=pipe)
+            queue_batch_observation(pipe, self.keys, len(results), inference_s)
             for scope, samples in latencies.items():
                 key = self.keys.latency(scope)
                 pipe.lpush(key, *samples)

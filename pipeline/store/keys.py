@@ -17,6 +17,12 @@ Layout (``p`` = prefix, default ``ep:``)::
     p meta:{id}                  HASH: model, last_ts of the newest result; TTL
     p latency:{id}               LIST of capture->committed latencies (s), newest first, capped; TTL
     p latency:_all               the same over all cameras
+    p classifier:hist            HASH: batch-size and inference-time histograms (bucket counts, sum, count)
+    p alerts                     HASH: alert rule id -> JSON rule
+    p alert:{id}:state           HASH: active (0/1), last_fired, last_value, last_eval
+    p alert:{id}:events          LIST of JSON firing events, newest first, capped
+    p alerts:lease               STRING: owner of the evaluator lease (SET NX PX)
+    p snapshot:{id}              STRING: latest annotated JPEG of an opted-in camera (keep_frames); short TTL
 """
 
 from __future__ import annotations
@@ -91,3 +97,27 @@ class Keys:
     def latency(self, scope: str) -> str:
         """Latency samples of a camera, or of all cameras with :data:`GLOBAL_SCOPE`."""
         return f"{self.prefix}latency:{scope}"
+
+    # -- classifier ---------------------------------------------------------------
+    @property
+    def classifier_hist(self) -> str:
+        return f"{self.prefix}classifier:hist"
+
+    # -- alerts -------------------------------------------------------------------
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
+    def alert_state(self, rule_id: str) -> str:
+        return f"{self.prefix}alert:{rule_id}:state"
+
+    def alert_events(self, rule_id: str) -> str:
+        return f"{self.prefix}alert:{rule_id}:events"
+
+    @property
+    def alerts_lease(self) -> str:
+        return f"{self.prefix}alerts:lease"
+
+    # -- snapshots (dashboard, opt-in per camera) -------------------------------------
+    def snapshot(self, camera_id: str) -> str:
+        return f"{self.prefix}snapshot:{camera_id}"

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from pipeline.settings import Settings
 
 CAMERA_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: Group names follow the camera id rules: they appear in URLs and metric labels.
+GROUP_PATTERN = CAMERA_ID_PATTERN
+MAX_GROUPS = 16
+
+GroupName = Annotated[str, StringConstraints(pattern=GROUP_PATTERN)]
+
+
+def _unique(groups: list[str]) -> list[str]:
+    # Order kept, duplicates dropped: "add to group" twice is not an error.
+    return list(dict.fromkeys(groups))
+
+
+Groups = Annotated[list[GroupName], Field(max_length=MAX_GROUPS), AfterValidator(_unique)]
 
 
 class CameraConfig(BaseModel):
@@ -23,6 +37,7 @@ class CameraConfig(BaseModel):
     enabled: bool = Field(True, description="Paused cameras stay registered but are not read.")
     keep_frames: bool = Field(False, description="Keep annotated frames for the UI.")
     labels: dict[str, str] = Field(default_factory=dict, description="Free-form labels (site, group).")
+    groups: Groups = Field(default_factory=list, description="Groups the camera belongs to (group summaries).")
     created_at: float = Field(default_factory=time.time, description="Registration time, Unix seconds.")
 
 

@@ -12,13 +12,17 @@ import redis
 from pipeline.exceptions import ConfigError
 from pipeline.settings import Settings
 from pipeline.store.aggregates import AggregateOps
+from pipeline.store.alerts import AlertOps
+from pipeline.store.classifier_stats import ClassifierStatsOps
 from pipeline.store.models import StoreOptions
+from pipeline.store.ranges import RangeOps
 from pipeline.store.registry import RegistryOps
+from pipeline.store.snapshots import SnapshotOps
 from pipeline.store.streams import StreamOps
 
 
-class RedisStore(RegistryOps, StreamOps, AggregateOps):
-    """Camera registry, health, counters, faces stream and aggregates on one Redis."""
+class RedisStore(RegistryOps, StreamOps, AggregateOps, RangeOps, ClassifierStatsOps, AlertOps, SnapshotOps):
+    """Camera registry, health, counters, faces stream, aggregates and alert rules on one Redis."""
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "ep:", options: StoreOptions | None = None) -> RedisStore:

@@ -132,3 +132,17 @@ class RegistryOps(StoreBase):
         """A camera's health fields with their original types; empty when expired or never set."""
         raw = self.client.hgetall(self.keys.health(camera_id))
         return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def health_and_counters(self, camera_ids: list[str]) -> dict[str, tuple[dict[str, Any], dict[str, int]]]:
+        """Health fields and counters of several cameras in one round trip (metrics, overviews)."""
+        pipe = self.client.pipeline(transaction=False)
+        for camera_id in camera_ids:
+            pipe.hgetall(self.keys.health(camera_id))
+            pipe.hgetall(self.keys.counters(camera_id))
+        raw = pipe.execute()
+        out = {}
+        for i, camera_id in enumerate(camera_ids):
+            health = {k.decode(): json.loads(v) for k, v in raw[2 * i].items()}
+            counters = {k.decode(): int(v) for k, v in raw[2 * i + 1].items()}
+            out[camera_id] = (health, counters)
+        return out

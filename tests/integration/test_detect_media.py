@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,8 +133,9 @@ def test_deployment_class_publishes_to_real_redis(shared_media: Path, redis_url:
     replica = Deployment.func_or_class(settings)  # type: ignore[attr-defined]  # the undecorated class
     # when: two frames of the single-face video
     frames = list(_frames(shared_media / "video" / "single_face.mp4", every=3, limit=2))
-    r1 = replica.detect(frames[0], FrameMeta("cam-a", 1, 10.0), None)
-    r2 = replica.detect(frames[1], FrameMeta("cam-a", 2, 10.1), r1.tracks)
+    now = time.time()  # live frames: older ones than detect.max_frame_age_s would be skipped
+    r1 = replica.detect(frames[0], FrameMeta("cam-a", 1, now), None)
+    r2 = replica.detect(frames[1], FrameMeta("cam-a", 2, now + 0.1), r1.tracks)
     # then: both crops are on the stream, decodable, one track
     assert (r1.n_faces, r2.n_faces) == (1, 1) and r1.track_ids == r2.track_ids
     store = RedisStore.from_url(redis_url, settings.redis.prefix)
@@ -143,3 +145,6 @@ def test_deployment_class_publishes_to_real_redis(shared_media: Path, redis_url:
     assert [(c.camera_id, c.frame_id, c.track_id) for c in crops] == [("cam-a", 1, 1), ("cam-a", 2, 1)]
     assert np.frombuffer(crops[0].crop, np.uint8).reshape(crops[0].crop_shape).std() > 10
     store.close()
+    # and a frame that waited in the queue longer than max_frame_age_s is skipped, tracks untouched
+    stale = replica.detect(frames[1], FrameMeta("cam-a", 3, now - 60), r2.tracks)
+    assert stale.skipped_stale and stale.n_faces == 0 and stale.tracks is r2.tracks

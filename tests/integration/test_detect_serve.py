@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -23,14 +24,15 @@ def test_serve_replica_detects_and_publishes(ray_cluster: object, redis_url: str
     from pipeline.store.redis_store import RedisStore
 
     # given: one replica with the options the app builder would set
-    settings = Settings(redis={"url": redis_url})
+    # (a generous frame age: the first request through a fresh handle may be slow on a loaded machine)
+    settings = Settings(redis={"url": redis_url}, detect={"max_frame_age_s": 60})  # type: ignore[arg-type]
     options = {"ray_actor_options": {"num_cpus": settings.detect.num_cpus}, "max_ongoing_requests": 2}
     app = FaceDetector.options(**options).bind(settings)  # type: ignore[attr-defined]
     handle = serve.run(app, name="detect-test", route_prefix=None)
     try:
         frame = cv2.imread(str(shared_media / "images" / "multi_face.jpg"))
         # when: a frame, its metadata and no tracks travel through the object store
-        result = handle.detect.remote(frame, FrameMeta("cam-s", 1, 5.0), None).result(timeout_s=120)
+        result = handle.detect.remote(frame, FrameMeta("cam-s", 1, time.time()), None).result(timeout_s=120)
         # then: the result and its TrackState come back, the crops are on the stream
         assert isinstance(result, DetectResult)
         assert result.n_faces == 5 and result.track_ids == (1, 2, 3, 4, 5)

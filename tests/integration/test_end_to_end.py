@@ -48,7 +48,7 @@ def stack(ray_cluster: Any, redis_server: Any) -> Iterator[tuple[Settings, str]]
     # One replica each: the machine has 2 cores and the test needs throughput, not elasticity.
     settings = with_section(settings, "detect", max_replicas=1)
     settings = with_section(settings, "classify", max_replicas=1)
-    settings = with_section(settings, "ingest", reconcile_interval_s=0.5)
+    settings = with_section(settings, "ingest", reconcile_interval_s=0.5, allow_loopback=True)  # RTSP server on 127.0.0.1
     # Earlier modules may have left Serve running on the shared cluster with other HTTP
     # options, which serve.start would silently keep; start from a clean Serve.
     from ray import serve

@@ -13,7 +13,9 @@ from pipeline.settings import IngestSettings
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRET = "Zx9-s3cr3t"
+# The test server listens on loopback, which the SSRF policy refuses unless allowed.
 SETTINGS = IngestSettings(
+    allow_loopback=True,
     open_timeout_ms=2000, read_timeout_ms=2000, stall_after_s=3.0, backoff_initial_s=0.2, backoff_max_s=1.0
 )
 

@@ -98,6 +98,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--passthrough", action="store_true",
                         help="serve H.264 files as they are (no re-encode; the files must be H.264 without B-frames)")
+    parser.add_argument("--auth", metavar="USER:PASSWORD",
+                        help="require HTTP Basic credentials for every mount (auth-failure tests)")
     parser.add_argument("mounts", nargs="+", metavar="name=path")
     return parser.parse_args(argv)
 
@@ -109,12 +111,25 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
+    role = None
+    if args.auth:
+        user, _, password = args.auth.partition(":")
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        role = "viewer"
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, role)
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
     for spec in args.mounts:
         name, sep, path = spec.partition("=")
         if not sep or not name or not os.path.isfile(path):
             print(f"bad mount {spec!r}: expected name=existing_file", file=sys.stderr)
             return 2
-        mounts.add_factory("/" + name.strip("/"), LoopingFactory(os.path.abspath(path), args.passthrough))
+        factory = LoopingFactory(os.path.abspath(path), args.passthrough)
+        if role is not None:
+            factory.add_role_from_structure(Gst.Structure.from_string(
+                f"{role}, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0])
+        mounts.add_factory("/" + name.strip("/"), factory)
     if server.attach(None) == 0:
         print(f"cannot listen on {args.host}:{args.port}", file=sys.stderr)
         return 3

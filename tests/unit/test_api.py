@@ -25,12 +25,6 @@ def _settings(redis_url: str, **ingest: object) -> Settings:
     )
 
 
-@pytest.fixture()
-def store(redis_url: str) -> Iterator[RedisStore]:
-    s = RedisStore.from_url(redis_url)
-    yield s
-    s.close()
-
 
 @pytest.fixture()
 def client(redis_url: str, store: RedisStore) -> Iterator[TestClient]:
@@ -64,7 +58,7 @@ def test_camera_crud_roundtrip(client: TestClient) -> None:
 
 
 def test_duplicate_id_is_409(client: TestClient) -> None:
-    body = {"id": "cam1", "url": "rtsp://127.0.0.1:8554/a"}
+    body = {"id": "cam1", "url": "rtsp://10.0.0.1:8554/a"}
     assert client.post("/cameras", json=body).status_code == 201
     r = client.post("/cameras", json=body)
     assert r.status_code == 409

@@ -138,3 +138,12 @@ def test_analyze_reports_faces_and_unreadable_files(tmp_path) -> None:  # type: 
     assert face.label == "happy" and face.probs["happy"] == 1.0 and results[0].model == "uniform@0"
     as_dict = results[0].to_dict()
     assert as_dict["faces"] == [dataclasses.asdict(face)]
+
+
+def test_frames_older_than_max_age_are_stale_for_the_live_detector() -> None:
+    from pipeline.detect.deployment import is_stale
+
+    meta = FrameMeta("cam1", 1, 1000.0)
+    assert not is_stale(meta, 2.0, now=1001.9)
+    assert is_stale(meta, 2.0, now=1002.1)
+    assert not is_stale(meta, 0.0, now=5000.0)  # 0 = never skip (offline analysis, replays)

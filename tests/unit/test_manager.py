@@ -60,7 +60,7 @@ class Readers:
     fail_spawn: int = 0
 
     def spawn(self, cfg: CameraConfig) -> FakeReader:
-        validate_source(cfg.url, IngestSettings())  # as the Ray spawn does
+        validate_source(cfg.url, IngestSettings(allow_loopback=True))  # as the Ray spawn does
         if self.fail_spawn:
             self.fail_spawn -= 1
             raise RuntimeError("no resources")

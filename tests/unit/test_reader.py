@@ -20,7 +20,7 @@ from pipeline.settings import IngestSettings
 FILES = IngestSettings(allow_files=True)
 # Fast failure handling for fakes: tiny backoff, short stall threshold.
 FAST = IngestSettings(
-    allow_files=True, stall_after_s=0.3, backoff_initial_s=0.01, backoff_max_s=0.05, open_timeout_ms=200
+    allow_files=True, allow_loopback=True, stall_after_s=0.3, backoff_initial_s=0.01, backoff_max_s=0.05, open_timeout_ms=200
 )
 SECRET = "Zx9-s3cr3t"
 LIVE_SRC = Source(SourceKind.STREAM, "rtsp://cam:***@fake/live", "rtsp", f"rtsp://cam:{SECRET}@fake/live")
@@ -66,6 +66,11 @@ class FakeCapture:
         if isinstance(action, str) and action == "block":
             self.release_event.wait(30)
             return False, None
+        if isinstance(action, tuple) and action[0] == "slow":
+            # A read that blocks until FFmpeg's read timeout, then returns a frame drained
+            # from the decoder's queue (what a silent RTSP server really produces).
+            time.sleep(action[1])
+            return True, frame(value=77)
         if action is False:
             return False, None
         if action is None:
@@ -229,6 +234,23 @@ def test_stall_abandons_the_capture_and_reconnects(grabbers: list[FrameGrabber])
     assert stalled.released
 
 
+def test_frames_drained_after_read_timeouts_do_not_hide_a_stall(grabbers: list[FrameGrabber]) -> None:
+    # Given a silent stream whose reads each block for the read timeout and then return one
+    # stale frame from the decoder (regression: these kept the stream "live" for several timeouts)
+    settings = IngestSettings(read_timeout_ms=200, stall_after_s=0.3, backoff_initial_s=0.01, backoff_max_s=0.05)
+    silent = FakeCapture([frame(value=1)] + [("slow", 0.2)] * 50)
+    factory, _ = factory_of([silent, FakeCapture([], tail=frame(value=9))])
+    grabber = FrameGrabber(LIVE_SRC, settings, capture_factory=factory)
+    grabbers.append(grabber)
+    grabber.start()
+    # When it runs, then the stale frames are failed reads, never published, and it reconnects
+    assert grabber.wait_state(StreamState.RECONNECTING, timeout=3)
+    assert grabber.wait_state(StreamState.LIVE, timeout=3)
+    assert grabber.stats().read_failures >= 1
+    time.sleep(0.1)
+    assert grabber.latest().image[0, 0, 0] == 9  # type: ignore[union-attr]
+
+
 def test_no_first_frame_counts_as_stall(grabbers: list[FrameGrabber]) -> None:
     silent = FakeCapture(["block"])
     factory, _ = factory_of([silent, FakeCapture([], tail=frame())])
@@ -285,7 +307,7 @@ def test_unexpected_factory_error_never_shows_its_message(grabbers: list[FrameGr
 
 def test_real_open_capture_error_is_redacted(grabbers: list[FrameGrabber]) -> None:
     # Given an RTSP URL with a password and nothing listening (port 1 refuses at once)
-    src = validate_source(f"rtsp://admin:{SECRET}@127.0.0.1:1/live", IngestSettings())
+    src = validate_source(f"rtsp://admin:{SECRET}@127.0.0.1:1/live", IngestSettings(allow_loopback=True))
     grabber = FrameGrabber(src, FAST, max_attempts=2)
     grabbers.append(grabber)
     grabber.start()

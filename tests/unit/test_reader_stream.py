@@ -25,6 +25,7 @@ class Result:
     n_faces: int
     tracks: Any
     publish_refused: bool = False
+    skipped_stale: bool = False
 
 
 class FakeGrabber:
@@ -114,6 +115,28 @@ def test_saturated_detector_drops_frames_and_keeps_newest_tracks() -> None:
         grabber.push()
         stream.tick()
         assert detector.calls[-1][2] is newer
+
+    asyncio.run(scenario())
+
+
+def test_stale_skips_are_counted_and_do_not_replace_tracks() -> None:
+    async def scenario() -> None:
+        # given two frames in flight, both sent with the same tracker state
+        grabber, detector = FakeGrabber(), GatedDetector()
+        stream = CameraStream("cam1", grabber, detector, fps=1000, settings=SETTINGS)
+        for _ in range(2):
+            grabber.push()
+            stream.tick()
+        fresh = TrackState(next_id=7)
+        # when the first is detected and the second was skipped by the detector as stale
+        detector.gates[0].set_result(Result(1, fresh))
+        await asyncio.sleep(0)
+        detector.gates[1].set_result(Result(0, TrackState(), skipped_stale=True))
+        await asyncio.sleep(0.01)
+        # then the skip is counted, and the detected frame's tracks and face count stay
+        health = stream.health()
+        assert health["detect_skipped"] == 1 and health["detect_errors"] == 0
+        assert stream.tracks is fresh and health["faces"] == 1 and health["inflight"] == 0
 
     asyncio.run(scenario())
 

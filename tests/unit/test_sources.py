@@ -143,3 +143,174 @@ def test_webcam_indexes(url: str, index: int) -> None:
 def test_non_string_source_is_rejected() -> None:
     with pytest.raises(InvalidSource, match="must be a string"):
         validate_source(5, IngestSettings())  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- SSRF policy
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("rtsp://127.0.0.1:8554/live", "loopback"),
+        ("rtsp://127.9.8.7/live", "loopback"),
+        ("http://2130706433/", "loopback"),  # decimal
+        ("http://0x7f.1/", "loopback"),  # hex, short form
+        ("http://0x7f000001/", "loopback"),
+        ("http://0177.0.0.1/", "loopback"),  # octal
+        ("http://127.1/", "loopback"),
+        ("rtsp://[::1]:8554/x", "loopback"),
+        ("rtsp://[::ffff:127.0.0.1]/x", "loopback"),  # IPv4-mapped
+        ("rtsp://[::ffff:7f00:1]/x", "loopback"),
+        ("rtsp://[64:ff9b::7f00:1]/x", "loopback"),  # NAT64
+        ("rtsp://[2002:7f00:1::]/x", "loopback"),  # 6to4
+        ("rtsp://localhost:8554/x", "loopback"),
+        ("rtsp://LocalHost./x", "loopback"),
+        ("rtsp://cam.localhost/x", "loopback"),
+        (f"rtsp://admin:{SECRET}@169.254.10.20/x", "link-local"),
+        ("rtsp://[fe80::1]/x", "link-local"),
+        ("http://169.254.169.254/latest/meta-data/", "metadata"),
+        ("http://[::ffff:169.254.169.254]/", "metadata"),
+        ("http://[fd00:ec2::254]/", "metadata"),
+        ("http://100.100.100.200/", "metadata"),
+        ("http://metadata.google.internal/computeMetadata/v1/", "metadata"),
+        ("http://metadata/computeMetadata/v1/", "metadata"),
+        ("http://METADATA.GOOGLE.INTERNAL./", "metadata"),
+        ("rtsp://0.0.0.0:554/x", "unspecified"),
+        ("rtsp://0/x", "unspecified"),
+        ("rtsp://[::]/x", "unspecified"),
+        ("rtsp://224.0.0.251/x", "multicast"),
+        ("rtsp://[ff02::1]/x", "multicast"),
+        ("rtsp://255.255.255.255/x", "broadcast"),
+        ("rtsp://240.0.0.1/x", "reserved"),
+    ],
+)
+def test_ssrf_hosts_are_refused_with_a_redacted_reason(url: str, reason: str) -> None:
+    # Given a URL pointing at the pipeline's own host, a metadata service or a non-host address
+    # When it is validated with the default (cluster) settings
+    with pytest.raises(InvalidSource) as info:
+        validate_source(url, IngestSettings())
+    # Then it is refused, saying why, without the password
+    assert reason in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://10.0.0.5:554/live",
+        "rtsp://172.16.3.4/live",
+        "rtsp://192.168.1.64/Streaming/Channels/101",
+        "rtsp://[fd12:3456::5]/x",  # ULA: private IPv6 LAN
+        "rtsp://[::ffff:192.168.1.64]/x",
+        "rtsps://8.8.8.8/x",
+        "rtsp://camera.invalid/live",  # does not resolve: accepted (the camera may come later)
+        "http://metadata-camera.example.com/mjpeg",  # only exact metadata names are refused
+    ],
+)
+def test_lan_public_and_unresolvable_hosts_are_allowed(url: str) -> None:
+    assert validate_source(url, IngestSettings()).target == url
+
+
+def test_loopback_and_link_local_follow_settings() -> None:
+    loop = IngestSettings(allow_loopback=True)
+    for url in ("rtsp://127.0.0.1:8554/a", "http://0x7f.1/", "rtsp://[::1]/x", "rtsp://localhost/x"):
+        assert validate_source(url, loop).kind is SourceKind.STREAM
+    with pytest.raises(InvalidSource, match="link-local"):
+        validate_source("rtsp://169.254.3.4/x", loop)
+    link = IngestSettings(allow_link_local=True)
+    assert validate_source("rtsp://169.254.3.4/x", link).kind is SourceKind.STREAM
+    assert validate_source("rtsp://[fe80::1]/x", link).kind is SourceKind.STREAM
+    # metadata endpoints stay refused whatever is allowed
+    both = IngestSettings(allow_loopback=True, allow_link_local=True)
+    for url in ("http://169.254.169.254/", "http://metadata.google.internal/", "rtsp://0.0.0.0/x"):
+        with pytest.raises(InvalidSource):
+            validate_source(url, both)
+
+
+def test_names_are_judged_by_what_they_resolve_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    # Given a resolver where one name points at loopback and another at a LAN camera
+    answers = {"sneaky.example.com": "127.0.0.1", "lobby.example.com": "10.1.2.3", "both.example.com": "mixed"}
+
+    def fake_getaddrinfo(host: str, *_a: object, **_k: object) -> list[tuple[object, ...]]:
+        ip = answers.get(host)
+        if ip is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        ips = ["10.1.2.3", "169.254.169.254"] if ip == "mixed" else [ip]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in ips]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    # Then a name resolving to loopback, or to any blocked address among others, is refused
+    with pytest.raises(InvalidSource, match="resolves to an address that is a loopback"):
+        validate_source(f"rtsp://u:{SECRET}@sneaky.example.com/x", IngestSettings())
+    with pytest.raises(InvalidSource, match="metadata"):
+        validate_source("rtsp://both.example.com/x", IngestSettings())
+    assert validate_source("rtsp://lobby.example.com/x", IngestSettings()).kind is SourceKind.STREAM
+    # and with resolution off, only literal addresses are judged
+    assert validate_source("rtsp://sneaky.example.com/x", IngestSettings(resolve_timeout_s=0)).is_live
+
+
+def test_a_slow_resolver_does_not_block_validation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    release = threading.Event()
+
+    def hanging_getaddrinfo(*_a: object, **_k: object) -> list[object]:
+        release.wait(5)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_getaddrinfo)
+    try:
+        # Given a DNS server that does not answer, the name is accepted after the timeout
+        src = validate_source("rtsp://slow.example.com/x", IngestSettings(resolve_timeout_s=0.05))
+        assert src.is_live
+    finally:
+        release.set()
+
+
+def test_the_policy_is_checked_again_before_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from pipeline.ingest.exceptions import SourceUnavailable
+    from pipeline.ingest.sources import open_capture
+
+    # Given a name that resolved to a LAN address at registration ...
+    src = validate_source(f"rtsp://u:{SECRET}@rebind.example.com/x", IngestSettings())
+
+    # ... and now resolves to the metadata service (DNS rebinding)
+    def rebound(*_a: object, **_k: object) -> list[tuple[object, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebound)
+    # Then the connection is refused before OpenCV sees the URL, with a redacted message
+    with pytest.raises(SourceUnavailable, match="refusing to connect") as info:
+        open_capture(src, IngestSettings())
+    assert SECRET not in str(info.value)
+
+
+def _spellings(ip: int) -> list[str]:
+    a, b, c, d = ip.to_bytes(4, "big")
+    return [
+        f"{a}.{b}.{c}.{d}",
+        str(ip),
+        hex(ip),
+        f"{a}.{(b << 16) | (c << 8) | d}",
+        f"{a}.{b}.{(c << 8) | d}",
+        f"{hex(a)}.{hex(b)}.{hex(c)}.{hex(d)}",
+        f"0{oct(a)[2:]}.0{oct(b)[2:]}.0{oct(c)[2:]}.0{oct(d)[2:]}",
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=0x7F000000, max_value=0x7FFFFFFF), st.integers(min_value=0, max_value=6))
+def test_every_spelling_of_a_loopback_address_is_refused(ip: int, form: int) -> None:
+    host = _spellings(ip)[form]
+    with pytest.raises(InvalidSource, match="loopback"):
+        validate_source(f"rtsp://{host}:554/x", IngestSettings())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(min_value=0xC0A80000, max_value=0xC0A8FFFF), st.integers(min_value=0, max_value=6))
+def test_every_spelling_of_a_lan_address_is_allowed(ip: int, form: int) -> None:
+    host = _spellings(ip)[form]
+    assert validate_source(f"rtsp://{host}:554/x", IngestSettings()).is_live

@@ -296,6 +296,7 @@ def test_buckets_and_state_have_ttls(redis_url: str) -> None:
 
 
 def test_every_key_has_a_ttl_except_registry_stream_and_counters(store: RedisStore) -> None:
+    # (the classifier histograms are counters too: one small hash, never expiring)
     store.add_camera(CameraConfig(id="cam1", url="rtsp://h/1"))
     store.set_health("cam1", {"state": "live"})
     store.publish_faces([crop(track_id=1)])
@@ -303,4 +304,6 @@ def test_every_key_has_a_ttl_except_registry_stream_and_counters(store: RedisSto
     store.record_results([result(track_id=1)], ids)
     forever = {k.decode() for k in store.client.keys("t:*") if store.client.ttl(k) == -1}
     k = store.keys
-    assert forever == {k.cameras, k.camera("cam1"), k.registry_version, k.faces, k.counters("cam1")}
+    assert forever == {
+        k.cameras, k.camera("cam1"), k.registry_version, k.faces, k.counters("cam1"), k.classifier_hist
+    }

@@ -6,13 +6,15 @@ version counter and starts or stops the camera's reader, so no endpoint talks to
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
 
 from pipeline.api.auth import WriteAuth
 from pipeline.api.deps import SettingsDep, StoreDep
 from pipeline.api.schemas import CameraCreate, CameraOut, CameraPatch
 from pipeline.ingest.sources import validate_source
-from pipeline.store.models import CameraConfig
+from pipeline.store.models import GROUP_PATTERN, CameraConfig
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
@@ -30,15 +32,20 @@ def add_camera(body: CameraCreate, settings: SettingsDep, store: StoreDep) -> Ca
         enabled=body.enabled,
         keep_frames=body.keep_frames,
         labels=body.labels,
+        groups=body.groups,
     )
     store.add_camera(cfg)
     return CameraOut.from_config(cfg)
 
 
+GroupFilter = Annotated[str | None, Query(pattern=GROUP_PATTERN, description="Only cameras in this group.")]
+
+
 @router.get("", response_model=list[CameraOut])
-def list_cameras(store: StoreDep) -> list[CameraOut]:
-    """All registered cameras, sorted by id."""
-    return [CameraOut.from_config(c) for c in sorted(store.list_cameras(), key=lambda c: c.id)]
+def list_cameras(store: StoreDep, group: GroupFilter = None) -> list[CameraOut]:
+    """All registered cameras (or the members of ``group``), sorted by id."""
+    cams = sorted(store.list_cameras(), key=lambda c: c.id)
+    return [CameraOut.from_config(c) for c in cams if group is None or group in c.groups]
 
 
 @router.get("/{camera_id}", response_model=CameraOut)
@@ -57,6 +64,27 @@ def patch_camera(camera_id: str, body: CameraPatch, store: StoreDep) -> CameraOu
     updated = CameraConfig.model_validate(updated.model_dump())
     store.update_camera(updated)
     return CameraOut.from_config(updated)
+
+
+def _set_enabled(camera_id: str, enabled: bool, store: StoreDep) -> CameraOut:
+    current = store.get_camera(camera_id)
+    if current.enabled != enabled:
+        # Only a real change bumps the registry version the camera manager watches.
+        current = current.model_copy(update={"enabled": enabled})
+        store.update_camera(current)
+    return CameraOut.from_config(current)
+
+
+@router.post("/{camera_id}/pause", response_model=CameraOut, dependencies=[WriteAuth])
+def pause_camera(camera_id: str, store: StoreDep) -> CameraOut:
+    """Stop reading the camera but keep it registered (idempotent)."""
+    return _set_enabled(camera_id, False, store)
+
+
+@router.post("/{camera_id}/resume", response_model=CameraOut, dependencies=[WriteAuth])
+def resume_camera(camera_id: str, store: StoreDep) -> CameraOut:
+    """Start reading a paused camera again (idempotent)."""
+    return _set_enabled(camera_id, True, store)
 
 
 @router.delete("/{camera_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[WriteAuth])
