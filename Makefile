@@ -29,10 +29,10 @@ export PYTHONDONTWRITEBYTECODE  := 1
 
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: help install system-deps venv run up down status test test-fast bench dashboard clean distclean
+.PHONY: help install system-deps venv run up down status test test-fast typecheck bench dashboard clean distclean
 
 help:
-	@echo "make run | make test | make test-fast | make bench | make dashboard | make down | make clean | make distclean"
+	@echo "make run | make test | make test-fast | make typecheck | make bench | make dashboard | make down | make clean | make distclean"
 
 install: system-deps venv
 
@@ -78,6 +78,9 @@ test: install
 test-fast: install
 	@rc=0; $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+typecheck: install
+	$(BIN)/python -m mypy pipeline
 
 bench: install
 	$(BIN)/emotionpipe bench

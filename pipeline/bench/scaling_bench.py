@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import os
 import signal
 import sys
@@ -117,7 +118,7 @@ class ReplicaCounter:
     def __init__(self, ray_address: str) -> None:
         import ray
 
-        ray.init(address=ray_address, namespace="emotionpipe", logging_level="ERROR", log_to_driver=False)
+        ray.init(address=ray_address, namespace="emotionpipe", logging_level=logging.ERROR, log_to_driver=False)
 
     def counts(self) -> dict[str, int]:
         from ray import serve
@@ -130,7 +131,8 @@ class ReplicaCounter:
             return {}
         if app is None:
             return {}
-        return {name: int(app.deployments[name].replica_states.get("RUNNING", 0))
+        # replica_states is keyed by a str enum (ReplicaState, private to Serve): compare as strings.
+        return {name: sum(n for state, n in app.deployments[name].replica_states.items() if state == "RUNNING")
                 for name in DEPLOYMENTS if name in app.deployments}
 
     def close(self) -> None:

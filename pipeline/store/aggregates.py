@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 
-import redis
 
 from pipeline.aggregate.buckets import MINUTE, BucketTotals, accumulate, window_buckets
 from pipeline.aggregate.ema import TrackState, ema_update
 from pipeline.aggregate.summary import SeriesPoint, Summary, build_series, build_summary, track_summary
 from pipeline.contracts import EmotionResult
 from pipeline.exceptions import ContractError
-from pipeline.store.base import StoreBase
+from pipeline.store.base import Pipe, StoreBase
 from pipeline.store.classifier_stats import queue_batch_observation
 from pipeline.store.keys import CLASSIFIER_GROUP, GLOBAL_SCOPE
 
@@ -69,7 +68,7 @@ class AggregateOps(StoreBase):
         }
         opts = self.options
 
-        def txn(pipe: redis.client.Pipeline) -> int:
+        def txn(pipe: Pipe) -> int:
             # Read phase (WATCH is active, commands run immediately).
             done: set[bytes] = set()
             for key, ids in by_done_key.items():
@@ -97,10 +96,10 @@ class AggregateOps(StoreBase):
                 ttl = opts.bucket_ttl_s if resolution == MINUTE else opts.second_ttl_s
                 key = self.keys.bucket(camera_id, resolution, bucket)
                 ints, floats = totals.increments()
-                for field, value in ints.items():
-                    pipe.hincrby(key, field, value)
-                for field, value in floats.items():
-                    pipe.hincrbyfloat(key, field, value)
+                for field, count in ints.items():
+                    pipe.hincrby(key, field, count)
+                for field, amount in floats.items():
+                    pipe.hincrbyfloat(key, field, amount)
                 pipe.expire(key, ttl)
                 if totals.tracks:
                     tkey = self.keys.bucket_tracks(camera_id, resolution, bucket)

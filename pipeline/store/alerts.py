@@ -6,13 +6,12 @@ import json
 import time
 from collections.abc import Sequence
 
-import redis
 from pydantic import ValidationError
 
 from pipeline.aggregate.buckets import BucketTotals, window_buckets
 from pipeline.alerts.exceptions import AlertExists, AlertNotFound
 from pipeline.alerts.models import AlertEvent, AlertRule, AlertState
-from pipeline.store.base import StoreBase
+from pipeline.store.base import Pipe, StoreBase
 from pipeline.store.exceptions import StoreError
 
 # Extend the lease only if we hold it; otherwise take it only if free. Atomic in one script.
@@ -67,7 +66,7 @@ class AlertOps(StoreBase):
             AlertNotFound: If no rule with this id exists.
         """
 
-        def txn(pipe: redis.client.Pipeline) -> None:
+        def txn(pipe: Pipe) -> None:
             if not pipe.hexists(self.keys.alerts, rule.id):
                 raise AlertNotFound(f"no alert rule {rule.id!r}")
             pipe.multi()

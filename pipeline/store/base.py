@@ -26,7 +26,9 @@ class StoreBase:
         """
         if client.get_encoder().decode_responses:
             raise ValueError("RedisStore needs a client with decode_responses=False")
-        self.client = client
+        # Typed as Any on purpose: redis-py's stubs type every reply as ``bytes | str`` (or an
+        # awaitable) whatever the client; this one never decodes, so replies are bytes.
+        self.client: Any = client
         self.keys = Keys(prefix)
         self.options = options or StoreOptions()
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
 from pydantic import ValidationError
 
 from pipeline.exceptions import CameraExists, CameraNotFound
-from pipeline.store.base import StoreBase
+from pipeline.store.base import Pipe, StoreBase
 from pipeline.store.exceptions import StoreError
 from pipeline.store.models import CameraConfig
 
@@ -41,7 +40,7 @@ class RegistryOps(StoreBase):
         """
         key = self.keys.camera(cfg.id)
 
-        def txn(pipe: redis.client.Pipeline) -> None:
+        def txn(pipe: Pipe) -> None:
             if pipe.exists(key):
                 raise CameraExists(cfg.id)
             pipe.multi()
@@ -59,7 +58,7 @@ class RegistryOps(StoreBase):
         """
         key = self.keys.camera(cfg.id)
 
-        def txn(pipe: redis.client.Pipeline) -> None:
+        def txn(pipe: Pipe) -> None:
             stored = pipe.hget(key, "created_at")
             if stored is None:
                 raise CameraNotFound(cfg.id)
@@ -100,7 +99,7 @@ class RegistryOps(StoreBase):
         """
         key = self.keys.camera(camera_id)
 
-        def txn(pipe: redis.client.Pipeline) -> None:
+        def txn(pipe: Pipe) -> None:
             if not pipe.exists(key):
                 raise CameraNotFound(camera_id)
             pipe.multi()
