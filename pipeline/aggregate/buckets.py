@@ -67,6 +67,32 @@ def window_buckets(window_s: float, now: float) -> tuple[str, list[int]]:
     return resolution, list(range(end - n + 1, end + 1))
 
 
+def covering_buckets(window_s: float, now: float) -> list[tuple[str, int]]:
+    """The fewest buckets whose union is exactly the window's per-second buckets.
+
+    For a summary (totals, not a series) the whole minutes inside a per-second window can be
+    read from per-minute buckets, which hold the same faces: a 5-minute window is then ~4
+    minute buckets plus up to 2 x 59 edge seconds instead of 300 reads. Windows answered
+    from minute buckets anyway are returned as they are.
+
+    Returns:
+        ``(resolution, bucket)`` pairs, oldest first.
+    """
+    resolution, buckets = window_buckets(window_s, now)
+    if resolution == MINUTE:
+        return [(MINUTE, b) for b in buckets]
+    first_s, last_s = buckets[0], buckets[-1]
+    first_m = -(-first_s // 60)  # first minute that starts inside the window
+    last_m = (last_s + 1) // 60 - 1  # last minute that ends inside it
+    if first_m > last_m:
+        return [(SECOND, b) for b in buckets]
+    return (
+        [(SECOND, b) for b in range(first_s, first_m * 60)]
+        + [(MINUTE, m) for m in range(first_m, last_m + 1)]
+        + [(SECOND, b) for b in range((last_m + 1) * 60, last_s + 1)]
+    )
+
+
 @dataclass(slots=True)
 class BucketTotals:
     """Sums over the faces of one bucket (or of several buckets, merged)."""

@@ -14,7 +14,7 @@ import time
 from collections import Counter, defaultdict
 
 
-from pipeline.aggregate.buckets import MINUTE, BucketTotals, accumulate, window_buckets
+from pipeline.aggregate.buckets import MINUTE, BucketTotals, accumulate, covering_buckets, window_buckets
 from pipeline.aggregate.ema import TrackState, ema_update
 from pipeline.aggregate.summary import SeriesPoint, Summary, build_series, build_summary, track_summary
 from pipeline.contracts import EmotionResult
@@ -140,19 +140,29 @@ class AggregateOps(StoreBase):
         watched = [*by_done_key, *track_keys.values()]
         return int(self.client.transaction(txn, *watched, value_from_callable=True))
 
-    def _load_buckets(
-        self, camera_id: str, window_s: float, now: float, with_tracks: bool
-    ) -> tuple[str, list[tuple[int, BucketTotals]], set[int]]:
+    def _load_buckets(self, camera_id: str, window_s: float, now: float) -> tuple[str, list[tuple[int, BucketTotals]]]:
+        """Every bucket of the window at its resolution (for series)."""
         resolution, buckets = window_buckets(window_s, now)
         pipe = self.client.pipeline(transaction=False)
         for b in buckets:
             pipe.hgetall(self.keys.bucket(camera_id, resolution, b))
-        if with_tracks:
-            # One SUNION instead of a SMEMBERS per bucket: a 600 s window is 600 buckets.
-            pipe.sunion([self.keys.bucket_tracks(camera_id, resolution, b) for b in buckets])
         raw = pipe.execute()
-        tracks = {int(t) for t in raw.pop()} if with_tracks else set()
-        return resolution, [(b, BucketTotals.from_hash(h)) for b, h in zip(buckets, raw)], tracks
+        return resolution, [(b, BucketTotals.from_hash(h)) for b, h in zip(buckets, raw)]
+
+    def _window_totals(self, camera_id: str, window_s: float, now: float) -> BucketTotals:
+        """Totals and distinct tracks of the window, from the fewest buckets that cover it."""
+        covering = covering_buckets(window_s, now)
+        pipe = self.client.pipeline(transaction=False)
+        for resolution, b in covering:
+            pipe.hgetall(self.keys.bucket(camera_id, resolution, b))
+        # One SUNION instead of a SMEMBERS per bucket.
+        pipe.sunion([self.keys.bucket_tracks(camera_id, resolution, b) for resolution, b in covering])
+        *raw, track_ids = pipe.execute()
+        totals = BucketTotals()
+        for h in raw:
+            totals.merge(BucketTotals.from_hash(h))
+        totals.tracks = {int(t) for t in track_ids}
+        return totals
 
     def summary(self, camera_id: str, window_s: float, now: float | None = None) -> Summary:
         """Emotion summary of one camera over the window ending at ``now``.
@@ -167,11 +177,7 @@ class AggregateOps(StoreBase):
             ValueError: If the window is out of range.
         """
         now = time.time() if now is None else now
-        _, buckets, track_set = self._load_buckets(camera_id, window_s, now, with_tracks=True)
-        totals = BucketTotals()
-        for _, t in buckets:
-            totals.merge(t)
-        totals.tracks = track_set
+        totals = self._window_totals(camera_id, window_s, now)
         track_ids = sorted(totals.tracks)
         pipe = self.client.pipeline(transaction=False)
         for tid in track_ids:
@@ -196,7 +202,7 @@ class AggregateOps(StoreBase):
     def series(self, camera_id: str, window_s: float, now: float | None = None) -> list[SeriesPoint]:
         """Per-bucket time series over the window (seconds up to 600 s, minutes beyond)."""
         now = time.time() if now is None else now
-        resolution, buckets, _ = self._load_buckets(camera_id, window_s, now, with_tracks=False)
+        resolution, buckets = self._load_buckets(camera_id, window_s, now)
         return build_series(resolution, buckets)
 
     def latency_samples(

@@ -11,6 +11,7 @@ from pipeline.aggregate.buckets import (
     SECOND,
     BucketTotals,
     accumulate,
+    covering_buckets,
     minute_bucket,
     second_bucket,
     window_buckets,
@@ -159,6 +160,39 @@ def test_windows_pick_the_right_buckets(store: RedisStore) -> None:
     assert store.summary("cam1", 3600, now=NOW).faces == 4
     assert store.summary("cam1", 660, now=NOW).faces == 3  # 11 minutes back still misses 700 s ago
     assert s60.model == "fake@1" and s60.window_s == 60 and s60.until == NOW
+
+
+@pytest.mark.parametrize("window", [10, 59, 60, 61, 119, 120, 121, 300, 599.5, 600, 601, 3600])
+@pytest.mark.parametrize("now", [NOW, NOW + 0.5, 1_800_000_059.9, 1_800_000_060.0, 1_800_000_000.0])
+def test_covering_buckets_cover_exactly_the_window(window: float, now: float) -> None:
+    # given the per-second (or per-minute) buckets of a window
+    resolution, buckets = window_buckets(window, now)
+    covering = covering_buckets(window, now)
+    if resolution == "m":
+        assert covering == [("m", b) for b in buckets]
+        return
+    # then the covering buckets span the same seconds, each once, with whole minutes only
+    seconds = []
+    for res, b in covering:
+        seconds.extend(range(b * 60, b * 60 + 60) if res == "m" else [b])
+    assert seconds == buckets
+    if window >= 180:
+        assert len(covering) < len(buckets) / 2
+
+
+def test_summary_from_minutes_and_edges_equals_the_per_second_sums(store: RedisStore) -> None:
+    # given faces every 7 s over the last 10 minutes, with tracks
+    faces = [result(NOW - k * 7, k % 7, track_id=k % 5) for k in range(85)]
+    record(store, faces)
+    for window in (120, 300, 600):
+        # when a summary reads whole minutes from minute buckets
+        s = store.summary("cam1", window, now=NOW)
+        # then it equals the per-second series summed
+        points = store.series("cam1", window, now=NOW)
+        assert s.faces == sum(p.faces for p in points) == sum(1 for f in faces if f.ts > NOW - window)
+        for label in LABELS:
+            assert s.counts[label] == sum(p.counts[label] for p in points)
+        assert s.distinct_tracks == len({f.track_id for f in faces if f.ts > NOW - window})
 
 
 def test_dominant_tie_is_broken_by_mean_probability(store: RedisStore) -> None:
