@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipeline.bench.harness import DEFAULT_MEDIA, LiveStack, parse_overrides, percentile
+from pipeline.bench.harness import HarnessError, LiveStack, add_stack_args, parse_overrides, percentile, source_videos
 from pipeline.bench.procstats import StageSampler
 from pipeline.store.keys import GLOBAL_SCOPE
 
@@ -46,10 +46,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--recover", type=float, default=150.0, help="Seconds watched after the load drops.")
     p.add_argument("--interval", type=float, default=5.0, help="Sampling period, seconds.")
     p.add_argument("--warmup", type=float, default=60.0, help="Overload seconds excluded from the RSS baseline.")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="Settings override without the EP_ prefix, e.g. ingest__max_width=640 (repeatable).")
+    p.add_argument("--mounts", type=int, default=6, help="RTSP mounts shared round-robin by the cameras.")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    p.add_argument("--keep-data", action="store_true", help="Keep the stack's data dir (logs, AOF).")
+    add_stack_args(p)
     return p.parse_args(argv)
 
 
@@ -178,9 +177,10 @@ def check(rows: list[dict[str, Any]], args: argparse.Namespace, maxlen: int, fin
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    videos = sorted(DEFAULT_MEDIA.glob("*.mp4"))
-    if not videos:
-        print(f"no videos under {DEFAULT_MEDIA}", file=sys.stderr)
+    try:
+        videos = source_videos(args.video, args.mounts)
+    except HarnessError as exc:
+        print(exc, file=sys.stderr)
         return 1
     overrides = parse_overrides(args.set)
     stamp = time.strftime("%Y%m%d-%H%M%S")

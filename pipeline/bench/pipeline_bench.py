@@ -28,7 +28,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.harness import DEFAULT_MEDIA, HarnessError, LiveStack, parse_overrides, percentile
+from pipeline.bench.harness import (
+    HarnessError,
+    LiveStack,
+    add_stack_args,
+    parse_overrides,
+    percentile,
+    source_videos,
+)
 from pipeline.bench.procstats import STAGES, StageSampler
 
 SUSTAIN_FPS_RATIO = 0.9
@@ -295,7 +302,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=8.0, help="Seconds between live and the measured window.")
     p.add_argument("--interval", type=float, default=2.0, help="Sampling period (lag, CPU).")
     p.add_argument("--progress", type=float, default=10.0, help="Seconds between progress lines.")
-    p.add_argument("--video", action="append", type=Path, help="Source video(s); default the CREMA-D clips.")
     p.add_argument("--mounts", type=int, default=2,
                    help="RTSP mounts (= test-server encoders, ~10%% of a core each); cameras share them "
                         "round-robin, each with its own RTSP session and decoder. 0 = one per camera.")
@@ -304,9 +310,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "machine under test); default: pre-encode once and pass packets through.")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="Where CSV + JSON go.")
     p.add_argument("--stop-after-fail", type=int, default=2, help="Stop after this many unsustained steps in a row.")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="Settings override as env var without prefix, e.g. detect__threads=2 (repeatable).")
-    p.add_argument("--keep-data", action="store_true", help="Keep the stack's temporary data dir.")
+    add_stack_args(p)
     return p.parse_args(argv)
 
 
@@ -314,12 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the camera ramp; returns 0 if the largest sustained step is found, 1 on errors."""
     args = parse_args(argv)
     steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
-    videos = args.video or sorted(DEFAULT_MEDIA.glob("*.mp4"))
-    if not videos or not all(v.is_file() for v in videos):
-        print(f"no source videos found ({videos})", file=sys.stderr)
+    try:
+        videos = source_videos(args.video, args.mounts if args.mounts > 0 else max(steps))
+    except HarnessError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    mounts = args.mounts if args.mounts > 0 else max(steps)
-    videos = [videos[i % len(videos)] for i in range(mounts)]
 
     def on_term(signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")

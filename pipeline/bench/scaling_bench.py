@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.harness import DEFAULT_MEDIA, HarnessError, LiveStack, parse_overrides, percentile
+from pipeline.bench.harness import (
+    HarnessError,
+    LiveStack,
+    add_stack_args,
+    parse_overrides,
+    percentile,
+    source_videos,
+)
 
 DEPLOYMENTS = ("FaceDetector", "EmotionClassifier")
 BURST_CAMERA = "bench-burst"
@@ -285,23 +292,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cool-s", type=float, default=75.0, help="Seconds after each load (scale-down delay + margin).")
     p.add_argument("--burst-s", type=float, default=45.0, help="Seconds of synthetic face burst.")
     p.add_argument("--burst-rate", type=float, default=600.0, help="Synthetic faces per second during the burst.")
-    p.add_argument("--video", action="append", type=Path, help="Source video(s); default the CREMA-D clips.")
     p.add_argument("--mounts", type=int, default=2, help="RTSP mounts shared round-robin by the cameras.")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="Settings override without the EP_ prefix, e.g. classify__max_replicas=4 (repeatable).")
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="Where the CSV and PNG go.")
-    p.add_argument("--keep-data", action="store_true", help="Keep the stack's temporary data dir.")
+    add_stack_args(p)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the timeline; 0 on success, 1 on errors, 130 when interrupted."""
     args = parse_args(argv)
-    videos = args.video or sorted(DEFAULT_MEDIA.glob("*.mp4"))
-    if not videos or not all(v.is_file() for v in videos):
-        print(f"no source videos found ({videos})", file=sys.stderr)
+    try:
+        videos = source_videos(args.video, args.mounts)
+    except HarnessError as exc:
+        print(exc, file=sys.stderr)
         return 1
-    videos = [videos[i % len(videos)] for i in range(max(1, args.mounts))]
     overrides = {**RUN_DEFAULTS, **parse_overrides(args.set)}
     phases = build_plan(args)
     total = sum(p.seconds for p in phases)

@@ -6,8 +6,7 @@ Cameras are registered through the HTTP API exactly as a user would; the test th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 from pipeline.runtime.stack import deploy, undeploy, with_section
 from pipeline.settings import Settings
 from tests.support.net import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,16 +27,6 @@ TOKEN = "e2e-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(POLL_S)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +38,15 @@ def stack(ray_cluster: Any, redis_server: Any) -> Iterator[tuple[Settings, str]]
     # One replica each: the machine has 2 cores and the test needs throughput, not elasticity.
     settings = with_section(settings, "detect", max_replicas=1)
     settings = with_section(settings, "classify", max_replicas=1)
-    settings = with_section(settings, "ingest", reconcile_interval_s=0.5, allow_loopback=True)  # RTSP server on 127.0.0.1
+    # The test RTSP server listens on 127.0.0.1.
+    settings = with_section(settings, "ingest", reconcile_interval_s=0.5, allow_loopback=True)
     # Earlier modules may have left Serve running on the shared cluster with other HTTP
     # options, which serve.start would silently keep; start from a clean Serve.
     from ray import serve
 
     serve.shutdown()
     url = deploy(settings)
-    wait_for(lambda: _get(f"{url}/readyz").status_code == 200, 60, "the API to be ready")
+    wait_until(lambda: _get(f"{url}/readyz").status_code == 200, 60, "the API to be ready", step=POLL_S)
     yield settings, url
     undeploy(settings)
 
@@ -87,7 +78,8 @@ def test_happy_stream_reads_happy_and_empty_stream_reads_no_faces(
     _, url = stack
     # given two RTSP cameras: an actor smiling, and an empty scene
     for cam, mount in (("hap", "hap"), ("empty", "noface")):
-        r = httpx.post(f"{url}/cameras", json={"id": cam, "url": rtsp_server.url(mount), "fps": 5}, headers=AUTH, timeout=10)
+        body = {"id": cam, "url": rtsp_server.url(mount), "fps": 5}
+        r = httpx.post(f"{url}/cameras", json=body, headers=AUTH, timeout=10)
         assert r.status_code == 201, r.text
 
     # when the pipeline has run for a while
@@ -96,7 +88,7 @@ def test_happy_stream_reads_happy_and_empty_stream_reads_no_faces(
         return s if s.get("faces", 0) >= 5 and s.get("dominant") == "happy" else None
 
     # then the happy camera shows faces with `happy` dominant ...
-    s = wait_for(happy_dominant, WAIT_S, "faces with `happy` dominant on camera hap")
+    s = wait_until(happy_dominant, WAIT_S, "faces with `happy` dominant on camera hap", step=POLL_S)
     assert s["shares"]["happy"] > 0.5
     assert s["distinct_tracks"] >= 1
     assert s["model"]
@@ -106,13 +98,13 @@ def test_happy_stream_reads_happy_and_empty_stream_reads_no_faces(
         h = _get(f"{url}/cameras/empty/health").json().get("health", {})
         return h if h.get("state") == "live" and int(h.get("frames_sent", 0)) >= 10 else None
 
-    wait_for(empty_read, 60, "the empty camera to send 10 frames to detection")
+    wait_until(empty_read, 60, "the empty camera to send 10 frames to detection", step=POLL_S)
     empty = _summary(url, "empty")
     assert empty["faces"] == 0 and empty["dominant"] is None
 
     # when a camera is removed, then its reader stops
     assert _running("hap")
     assert httpx.delete(f"{url}/cameras/hap", headers=AUTH, timeout=10).status_code == 204
-    wait_for(lambda: not _running("hap"), 30, "the reader of hap to stop")
+    wait_until(lambda: not _running("hap"), 30, "the reader of hap to stop", step=POLL_S)
     assert _get(f"{url}/cameras/hap").status_code == 404
     assert _running("empty")

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from pipeline.settings import ClassifySettings
 from pipeline.store.keys import GLOBAL_SCOPE
 from pipeline.store.redis_store import RedisStore
 from tests.support.net import free_port
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -53,15 +54,6 @@ def crops(n: int, camera_id: str = "cam-w", start: int = 0) -> list[FaceCrop]:
     ]
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
 
 
 def settings(**overrides: Any) -> ClassifySettings:
@@ -142,7 +134,7 @@ def test_classifier_killed_mid_batch_is_reclaimed_exactly_once(
     marker = tmp_path / "holding"
     doomed = _start_worker(redis_url, marker, hold_s=3600)
     try:
-        wait_until(marker.exists, 60, "the worker to take a batch")
+        wait_until(marker.exists, 60, "the worker to take a batch", step=0.05)
         held = int(marker.read_text())
         assert store.queue_stats()["pending"] == held > 0
         # When it is killed (SIGKILL: no cleanup, no XACK)
@@ -173,7 +165,7 @@ def test_classifier_stalled_past_reclaim_counts_once_when_it_wakes(
     marker = tmp_path / "holding"
     slow = _start_worker(redis_url, marker, hold_s=3.0)
     try:
-        wait_until(marker.exists, 60, "the worker to take a batch")
+        wait_until(marker.exists, 60, "the worker to take a batch", step=0.05)
         held = int(marker.read_text())
         # When another consumer reclaims and records its batch meanwhile
         survivor = FaceConsumer(store, TinyEngine(), settings(), "survivor", claim_interval_s=0.1)
@@ -216,7 +208,8 @@ def test_redis_restart_keeps_registry_and_aggregates_and_consumer_resumes(privat
         total = 0
         store.publish_faces(crops(100))
         total += 100
-        wait_until(lambda: store.summary("cam-w", 300).faces == total, 30, "the first crops to be classified")
+        wait_until(lambda: store.summary("cam-w", 300).faces == total, 30, "the first crops to be classified",
+                   step=0.05)
         figures: list[str] = []
         for how in ("stop", "kill"):
             registry = store.list_cameras()
@@ -226,7 +219,8 @@ def test_redis_restart_keeps_registry_and_aggregates_and_consumer_resumes(privat
             # When Redis goes away (clean SIGTERM, then a crash with SIGKILL) ...
             errors_before = consumer.stats.errors
             (private_redis.stop if how == "stop" else private_redis.kill)()
-            wait_until(lambda e=errors_before: consumer.stats.errors > e, 30, "the consumer to notice the outage")
+            wait_until(lambda e=errors_before: consumer.stats.errors > e, 30, "the consumer to notice the outage",
+                       step=0.05)
             time.sleep(1.0)
             # ... and comes back on the same data dir
             private_redis.start()
@@ -237,7 +231,8 @@ def test_redis_restart_keeps_registry_and_aggregates_and_consumer_resumes(privat
             # ... and the consumer resumes by itself with new work
             store.publish_faces(crops(50, start=total))
             total += 50
-            wait_until(lambda n=total: store.summary("cam-w", 300).faces == n, 30, "new crops after the restart")
+            wait_until(lambda n=total: store.summary("cam-w", 300).faces == n, 30, "new crops after the restart",
+                       step=0.05)
             recovery = time.monotonic() - t_up
             figures.append(f"{how}: recovery={recovery:.1f}s")
             assert store.queue_lag() == 0
