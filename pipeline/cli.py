@@ -123,6 +123,14 @@ def export(ctx: typer.Context) -> None:
     raise typer.Exit(export_main(list(ctx.args)))
 
 
+@app.command(context_settings=PASSTHROUGH, add_help_option=False)
+def quantize(ctx: typer.Context) -> None:
+    """Make the int8 model the CPU runtime serves, from shipped weights (`emotionpipe quantize --help`)."""
+    from pipeline.train.quantize import main as quantize_main
+
+    raise typer.Exit(quantize_main(list(ctx.args)))
+
+
 # API commands after the stack ones, so `--help` lists up/down/status first.
 app.command("summary")(summary)
 app.command("watch")(watch)

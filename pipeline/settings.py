@@ -85,9 +85,14 @@ class DetectSettings(_Section):
 
 class ClassifySettings(_Section):
     backend: str = Field("emonet", description="Classifier backend (emonet, deepface).")
-    model: str = Field("emonet-m", description="Shipped model name (emonet-m accurate, emonet-s fast).")
+    model: str = Field(
+        "emonet-m", description="Shipped model: emonet-m (accurate), emonet-s (fast), emonet-t (fastest)."
+    )
     weights: Path | None = Field(None, description="Weights file (safetensors + card .json); overrides model.")
-    runtime: str = Field("onnx", description="Inference runtime: onnx (fastest on CPU) or torch.")
+    runtime: str = Field(
+        "onnx-int8", description="Inference runtime: onnx-int8 (fastest on CPU), onnx (fp32) or torch (GPUs use torch)."
+    )
+    tta: bool = Field(False, description="Average each face with its mirror image (test-time augmentation, 2x cost).")
     batch_size: int = Field(64, ge=1, le=1024, description="Faces per XREADGROUP batch.")
     block_ms: int = Field(50, ge=1, description="XREADGROUP block time.")
     threads: int = Field(1, ge=1, description="Inference threads per replica.")

@@ -98,10 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect faces and classify emotions in images, videos or folders (offline: no Ray, no Redis).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image, video or folder of them")
-    p.add_argument("--model", default=None, help="shipped model: emonet-m (accurate) or emonet-s (fast); "
-                                                 "default: settings (EP_CLASSIFY__MODEL)")
+    p.add_argument("--model", default=None, help="shipped model: emonet-m (accurate), emonet-s (fast) or "
+                                                 "emonet-t (fastest); default: settings (EP_CLASSIFY__MODEL)")
     p.add_argument("--weights", default=None, help="weights .safetensors with its .json card (overrides --model)")
-    p.add_argument("--runtime", choices=["onnx", "torch"], default=None, help="inference runtime (default: settings)")
+    p.add_argument("--runtime", choices=["onnx-int8", "onnx", "torch"], default=None,
+                   help="inference runtime (default: settings)")
+    p.add_argument("--tta", action="store_true", default=None,
+                   help="average each face with its mirror image (2x classifier cost)")
     p.add_argument("--fps", type=float, default=2.0, help="frames per second analysed in videos")
     p.add_argument("--max-frames", type=int, default=None, help="cap on analysed frames per video")
     p.add_argument("--max-rows", type=int, default=20, help="face lines printed per file (human output)")
@@ -130,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings()
-        changes = {k: v for k, v in {"model": args.model, "weights": args.weights, "runtime": args.runtime}.items()
-                   if v is not None}
+        wanted = {"model": args.model, "weights": args.weights, "runtime": args.runtime, "tta": args.tta}
+        changes = {k: v for k, v in wanted.items() if v is not None}
         # Re-validate rather than model_copy(update=...), which would skip validation.
         classify = ClassifySettings(**{**settings.classify.model_dump(), **changes})
         detector = FaceDetector(settings.detect)

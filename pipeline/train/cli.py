@@ -30,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--time-budget-min", type=float, default=None, help="shrink the schedule to fit this budget")
-    p.add_argument("--teacher", action="append", default=[], help="teacher best.pt for distillation (repeatable)")
+    p.add_argument("--teacher", action="append", default=[],
+                   help="teacher for distillation, best.pt or shipped .safetensors (repeatable)")
+    p.add_argument("--init", default=None,
+                   help="fine-tune: start from these weights (best.pt or shipped .safetensors)")
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
     p.add_argument("--kd-alpha", type=float, default=d.kd_alpha)
     p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
     p.add_argument("--mix-p", type=float, default=0.0, help="CutMix probability")
@@ -57,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         time_budget_min=args.time_budget_min,
         teachers=args.teacher,
+        init=args.init,
+        warmup_epochs=args.warmup_epochs,
         kd_alpha=args.kd_alpha,
         kd_temperature=args.kd_temperature,
         resume=args.resume,

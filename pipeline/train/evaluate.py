@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine
+from pipeline.classify.engine import RUNTIMES, WEIGHTS_DIR, EmotionEngine
 from pipeline.classify.metrics import Report, classification_report
 from pipeline.contracts import LABELS
 from pipeline.exceptions import ModelError
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="val")
     p.add_argument("--model", default=ClassifySettings().model, help="shipped model name")
     p.add_argument("--weights", default=None, help="weights .safetensors (with its .json card)")
-    p.add_argument("--runtime", default="onnx", choices=["onnx", "torch"])
+    p.add_argument("--runtime", default=ClassifySettings().runtime, choices=list(RUNTIMES))
+    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--limit", type=int, default=None, help="evaluate the first N faces only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
@@ -41,16 +42,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if args.limit:
         x, y = x[: args.limit], y[: args.limit]
-    settings = ClassifySettings(model=args.model, weights=args.weights, runtime=args.runtime)
+    settings = ClassifySettings(model=args.model, weights=args.weights, runtime=args.runtime, tta=args.tta)
     try:
         engine = EmotionEngine.load(settings)
     except ModelError as exc:
         p.error(str(exc))
     report = evaluate_engine(engine, x, y)
     if args.json:
-        print(json.dumps({"model": engine.name, "split": args.split, **report.as_dict()}))
+        print(json.dumps({"model": engine.name, "runtime": engine.runtime, "tta": engine.tta, "split": args.split,
+                          **report.as_dict()}))
     else:
-        print(f"model {engine.name} on {args.data}:{args.split}\n{report.format()}")
+        how = f"{engine.runtime}, TTA" if engine.tta else engine.runtime
+        print(f"model {engine.name} ({how}) on {args.data}:{args.split}\n{report.format()}")
     return 0
 
 
@@ -80,7 +83,6 @@ def plot_confusion(report: Report, path: Path, title: str) -> None:
 
 def export_main(argv: list[str] | None = None) -> int:
     """Turn a training checkpoint into shipped weights + card (used by maintainers)."""
-    import torch
     from safetensors.torch import save_file
 
     from pipeline.train.trainer import load_checkpoint_model
@@ -92,6 +94,7 @@ def export_main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="../shared/data/fer2013.npz")
     p.add_argument("--out", default=str(WEIGHTS_DIR))
     p.add_argument("--recipe", default="", help="free text stored in the card")
+    p.add_argument("--no-int8", action="store_true", help="skip making <name>.int8.onnx (emotionpipe quantize)")
     args = p.parse_args(argv)
     model, ckpt = load_checkpoint_model(args.checkpoint)
     out = Path(args.out)
@@ -101,11 +104,17 @@ def export_main(argv: list[str] | None = None) -> int:
     card = {"name": args.name, "arch": ckpt["arch"], "version": args.version, "metrics": {}}
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=1))
     x, y = load_split(args.data, "val")
-    engine = EmotionEngine.load(ClassifySettings(weights=weights))
+    engine = EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx"))
     report = evaluate_engine(engine, x, y)
     card["metrics"] = {"fer2013_val": report.as_dict()}
     card["training"] = {"recipe": args.recipe, "epochs": ckpt.get("epoch"), "config": ckpt.get("config")}
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=1))
     plot_confusion(report, out / f"{args.name}-confusion.png", f"{args.name}@{args.version} FER2013 val")
     print(report.format())
+    if not args.no_int8:
+        from pipeline.train.quantize import quantize_weights
+
+        int8 = quantize_weights(weights, args.data)["fer2013_val"]
+        print(f"int8 ({weights.with_suffix('.int8.onnx').name}): accuracy {int8['accuracy']:.4f}, "
+              f"same top-1 as fp32 on {int8['top1_agreement_with_fp32']:.2%}")
     return 0

@@ -48,6 +48,7 @@ class TrainConfig:
     threads: int | None = None
     time_budget_min: float | None = None
     teachers: list[str] = field(default_factory=list)
+    init: str | None = None
     kd_alpha: float = 0.7
     kd_temperature: float = 4.0
     resume: bool = False
@@ -87,7 +88,16 @@ def class_weights(y: np.ndarray, mode: str, k: int = 7) -> torch.Tensor:
 
 
 def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model stored in a ``best.pt``/``last.pt`` checkpoint (eval mode)."""
+    """Rebuild the model in a ``best.pt``/``last.pt`` checkpoint or shipped safetensors (eval mode).
+
+    Shipped weights name their architecture in the card next to them, so a
+    fresh machine can fine-tune or distil from what the package ships.
+    """
+    if str(path).endswith(".safetensors"):
+        from pipeline.classify.engine import load_torch_model, read_card
+
+        card = read_card(Path(path))
+        return load_torch_model(Path(path), card.arch).to(device), {"arch": card.arch}
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = build_model(ckpt["arch"])
     model.load_state_dict(ckpt["model"])
@@ -148,7 +158,13 @@ class Trainer:
         self.x_val, self.y_val = torch.from_numpy(x_va), y_va
         self.weights = class_weights(y_tr, cfg.class_weighting).to(self.device)
 
-        self.model = build_model(cfg.arch).to(self.device)
+        self.model = build_model(cfg.arch)
+        if cfg.init:
+            start, meta = load_checkpoint_model(cfg.init)
+            if meta["arch"] != cfg.arch:
+                raise ValueError(f"--init {cfg.init} holds {meta['arch']}, not {cfg.arch}")
+            self.model.load_state_dict(start.state_dict())
+        self.model = self.model.to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)

@@ -27,7 +27,7 @@ def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list
     return rc, json.loads(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("model", ["emonet-m", "emonet-s"])
+@pytest.mark.parametrize("model", ["emonet-m", "emonet-s", "emonet-t"])
 def test_happy_clip_is_dominantly_happy(shared_media: Path, capsys: pytest.CaptureFixture[str], model: str) -> None:
     # Given the CREMA-D clip an actor performs as happy (and the crowd rated happy)
     # When it is analysed with each shipped model

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine, file_sha256, int8_path
 from pipeline.classify.metrics import classification_report
 from pipeline.classify.model import ARCHITECTURES, build_model, count_macs
 from pipeline.classify.preprocess import normalise
+from pipeline.settings import ClassifySettings
 from pipeline.train.augment import AugmentConfig, augment, cutmix
 from pipeline.train.cli import main as train_main
+from pipeline.train.quantize import main as quantize_main
 from pipeline.train.trainer import load_checkpoint_model, to_input
 
 
@@ -98,3 +102,36 @@ def test_train_checkpoints_resume_and_distil(tiny_npz: Path, tmp_path: Path) -> 
     student = tmp_path / "student"
     assert train_main([*common, "--epochs", "1", "--out", str(student), "--teacher", str(run / "best.pt")]) == 0
     assert (student / "best.pt").exists()
+
+    # Fine-tuning (--init) starts from the given weights, not from a random initialisation.
+    tuned = tmp_path / "tuned"
+    assert train_main([*common, "--epochs", "1", "--out", str(tuned), "--init", str(run / "best.pt"),
+                       "--lr", "1e-7", "--warmup-epochs", "0"]) == 0
+    start, end = model.state_dict(), load_checkpoint_model(tuned / "best.pt")[0].state_dict()
+    assert all(torch.allclose(start[k], end[k], atol=1e-4) for k in start if k.endswith(".weight"))
+    with pytest.raises(ValueError, match="holds emonet-t"):
+        train_main([*common[:2], "--arch", "emonet-s", "--epochs", "1", "--out", str(tuned), "--init",
+                    str(run / "best.pt")])
+
+
+def test_quantize_writes_int8_model_and_card(tiny_npz: Path, tmp_path: Path) -> None:
+    # Given a copy of the shipped emonet-s weights and card, without an int8 model
+    weights = tmp_path / "emonet-s.safetensors"
+    shutil.copyfile(WEIGHTS_DIR / "emonet-s.safetensors", weights)
+    shutil.copyfile(WEIGHTS_DIR / "emonet-s.json", weights.with_suffix(".json"))
+    weights.with_suffix(".json").write_text(json.dumps({"name": "emonet-s", "arch": "emonet-s", "version": 1}))
+    # When `emotionpipe quantize` runs with training faces for calibration
+    assert quantize_main(["--weights", str(weights), "--data", str(tiny_npz), "--faces", "128"]) == 0
+    # Then the int8 model sits beside the weights, the card records its origin and measured agreement,
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert int8_path(weights).is_file()
+    assert card["int8"]["source_sha256"] == file_sha256(weights)
+    assert card["int8"]["calibration"]["faces"] == 128
+    assert card["int8"]["fer2013_val"]["n"] == 128
+    assert 0.0 <= card["int8"]["fer2013_val"]["top1_agreement_with_fp32"] <= 1.0
+    # and the int8 runtime serves it, close to fp32 (tiny synthetic faces, so only roughly).
+    int8 = EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx-int8"))
+    fp32 = EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx"))
+    assert int8.runtime == "onnx-int8/cpu"
+    faces = np.load(tiny_npz)["x_val"][:32]
+    assert np.abs(int8.predict(faces) - fp32.predict(faces)).max() < 0.2
