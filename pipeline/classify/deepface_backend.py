@@ -22,6 +22,7 @@ class DeepFaceEngine:
     """Same interface as EmotionEngine: ``name`` and ``predict(N,48,48 uint8)``."""
 
     name = "deepface-emotion@1"
+    runtime = "deepface"
 
     def __init__(self, model: object) -> None:
         self._model = model

@@ -79,13 +79,18 @@ class ClassifierWorker:
 
     def start(self) -> None:
         self._thread.start()
-        log.info("classifier %s consuming with model %s", self.consumer.name, self.engine.name)
+        log.info("classifier %s consuming with model %s on %s", self.consumer.name, self.engine.name, self.runtime)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Ask the loop to stop and wait for the current batch to finish."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+
+    @property
+    def runtime(self) -> str:
+        # Not part of the consumer's Engine protocol: engines injected by tests need not say.
+        return str(getattr(self.engine, "runtime", "unknown"))
 
     @property
     def alive(self) -> bool:
@@ -101,6 +106,7 @@ class ClassifierWorker:
         out: dict[str, Any] = {
             "consumer": self.consumer.name,
             "model": self.engine.name,
+            "runtime": self.runtime,  # shows an int8 -> fp32 fallback without reading replica logs
             "alive": self._thread.is_alive(),
             **self.consumer.snapshot(),
         }

@@ -284,6 +284,15 @@ def test_run_forever_survives_errors_and_stops(store: RedisStore) -> None:
     assert not thread.is_alive()
 
 
+def test_worker_reports_the_runtime_it_serves_on(redis_url: str) -> None:
+    # Given a worker on the shipped default engine (int8 on CPU)
+    settings = Settings(redis={"url": redis_url, "prefix": "c:"})
+    worker = ClassifierWorker(settings, consumer_name="w2")
+    # Then its stats say which runtime serves, so an int8 -> fp32 fallback is visible
+    assert worker.stats()["runtime"] == "onnx-int8/cpu"
+    assert worker.stats()["model"] == "emonet-m@1"
+
+
 def test_worker_stats_health_and_stop(redis_url: str, store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings(redis={"url": redis_url, "prefix": "c:"}, classify={"block_ms": 10})
     worker = ClassifierWorker(settings, consumer_name="w1", engine=FakeEngine())
@@ -295,6 +304,7 @@ def test_worker_stats_health_and_stop(redis_url: str, store: RedisStore, monkeyp
             time.sleep(0.02)
         stats = worker.stats()
         assert stats["classified"] == 3 and stats["consumer"] == "w1" and stats["model"] == "fake@1"
+        assert stats["runtime"] == "unknown"  # FakeEngine does not say; EmotionEngine does (below)
         assert stats["queue"]["pending"] == 0 and stats["alive"] is True
         worker.check_health()
     finally:
