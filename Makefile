@@ -29,7 +29,7 @@ export PYTHONDONTWRITEBYTECODE  := 1
 
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: help install system-deps venv run up down status test test-fast typecheck bench dashboard clean distclean
+.PHONY: help install system-deps venv run up down status test test-fast typecheck bench dashboard gpu-pack clean distclean
 
 help:
 	@echo "make run | make test | make test-fast | make typecheck | make bench | make dashboard | make down | make clean | make distclean"
@@ -88,6 +88,21 @@ bench: install
 # Rebuilds the committed dashboard bundle (pipeline/api/dashboard/) from frontend/ with npm.
 dashboard:
 	cd frontend && npm ci && npm run build
+
+# What a lent GPU box needs to train (it has no network; repo + carried paths travel, at most 64 MiB
+# per call): FER2013 xz-compressed and split in two halves that travel in two back-to-back calls
+# (the repo alone is ~12 MB), and the wheels its image lacks. All under .gpu/ (git-ignored); the
+# device commands are in the model card (pipeline/classify/weights/MODEL_CARD.md).
+FER2013     ?= ../shared/data/fer2013.npz
+GPU_WHEELS  := pydantic==2.14.3 pydantic-core==2.50.4 pydantic-settings==2.16.3 annotated-types==0.8.0 \
+               typing-inspection==0.4.5 python-dotenv==1.2.4
+gpu-pack: install
+	rm -rf .gpu && mkdir -p .gpu/a .gpu/b .gpu/whl
+	xz -T2 -6 -c $(FER2013) > .gpu/fer2013.npz.xz
+	cd .gpu && split -n 2 -d fer2013.npz.xz part && mv part00 a/ && mv part01 b/ && rm fer2013.npz.xz
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .gpu/whl $(GPU_WHEELS)
+	du -sh .gpu/a .gpu/b .gpu/whl
 
 clean:
 	rm -rf .pytest_cache .ep-data test-output build dist *.egg-info
