@@ -127,6 +127,8 @@ def _int8_model(weights: Path, card: ModelCard) -> bytes | None:
     path = int8_path(weights)
     if not path.exists():
         return None
+    if not weights.exists():
+        raise ModelError(f"weights file {weights} not found")
     made_from = (card.int8 or {}).get("source_sha256")
     if made_from != file_sha256(weights):
         raise ModelError(
@@ -190,28 +192,29 @@ class EmotionEngine:
             raise ModelError(f"unknown runtime {settings.runtime!r}; use one of {', '.join(RUNTIMES)}")
         weights = weights_path(settings)
         card = read_card(weights)
-        model = load_torch_model(weights, card.arch)
         runtime = settings.runtime
         device = "cpu"
-        int8: bytes | None = None
         if settings.num_gpus > 0 or os.environ.get("EP_FORCE_CUDA"):
             import torch
 
             if torch.cuda.is_available():
                 runtime, device = "torch", "cuda"
+        runner: Runner | None = None
         if runtime == "onnx-int8":
             int8 = _int8_model(weights, card)
-            if int8 is None:
+            if int8 is not None:
+                runner = _onnx_runner(int8, settings.threads)
+            else:
                 log.warning("no %s next to %s (make one with `emotionpipe quantize`); serving fp32 onnx",
                             int8_path(weights).name, weights.name)
                 runtime = "onnx"
-        runner: Runner
-        if runtime == "onnx-int8" and int8 is not None:
-            runner = _onnx_runner(int8, settings.threads)
-        elif runtime == "onnx":
-            runner = _onnx_runner(onnx_bytes(model), settings.threads)
-        else:
-            runner = _torch_runner(model, settings.threads, device)
+        if runner is None:
+            # Only the fp32 paths need torch (export or eager): int8 replicas never import it.
+            model = load_torch_model(weights, card.arch)
+            if runtime == "onnx":
+                runner = _onnx_runner(onnx_bytes(model), settings.threads)
+            else:
+                runner = _torch_runner(model, settings.threads, device)
         log.info("loaded %s (%s) on %s/%s", card.tag, card.arch, runtime, device)
         return cls(card, runner, f"{runtime}/{device}", tta=settings.tta)
 

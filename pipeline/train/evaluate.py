@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.classify.engine import RUNTIMES, WEIGHTS_DIR, EmotionEngine
+from pipeline.classify.engine import RUNTIMES, WEIGHTS_DIR, EmotionEngine, int8_path
 from pipeline.classify.metrics import Report, classification_report
 from pipeline.contracts import LABELS
 from pipeline.exceptions import ModelError
@@ -17,12 +17,17 @@ from pipeline.settings import ClassifySettings
 from pipeline.train.trainer import load_split
 
 
-def evaluate_engine(engine: EmotionEngine, x: np.ndarray, y: np.ndarray, batch: int = 256) -> Report:
-    """Run the engine over uint8 faces with a progress bar; returns the report."""
+def predict_labels(engine: EmotionEngine, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Top-1 label of each uint8 face, with a progress bar."""
     preds = []
     for i in tqdm(range(0, len(x), batch), desc="evaluating", unit="batch", leave=False, mininterval=1):
         preds.append(engine.predict(x[i : i + batch]).argmax(1))
-    return classification_report(y, np.concatenate(preds) if preds else np.zeros(0, np.int64))
+    return np.concatenate(preds) if preds else np.zeros(0, np.int64)
+
+
+def evaluate_engine(engine: EmotionEngine, x: np.ndarray, y: np.ndarray, batch: int = 256) -> Report:
+    """Run the engine over uint8 faces with a progress bar; returns the report."""
+    return classification_report(y, predict_labels(engine, x, batch))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +120,6 @@ def export_main(argv: list[str] | None = None) -> int:
         from pipeline.train.quantize import quantize_weights
 
         int8 = quantize_weights(weights, args.data)["fer2013_val"]
-        print(f"int8 ({weights.with_suffix('.int8.onnx').name}): accuracy {int8['accuracy']:.4f}, "
+        print(f"int8 ({int8_path(weights).name}): accuracy {int8['accuracy']:.4f}, "
               f"same top-1 as fp32 on {int8['top1_agreement_with_fp32']:.2%}")
     return 0

@@ -39,10 +39,11 @@ from pipeline.classify.engine import (
     read_card,
     weights_path,
 )
+from pipeline.classify.metrics import classification_report
 from pipeline.classify.preprocess import normalise
 from pipeline.exceptions import ModelError
 from pipeline.settings import ClassifySettings
-from pipeline.train.evaluate import evaluate_engine
+from pipeline.train.evaluate import predict_labels
 from pipeline.train.trainer import load_split
 
 log = logging.getLogger(__name__)
@@ -136,12 +137,10 @@ def quantize_weights(weights: Path, data: str, faces: int = 2048, seed: int = 0)
     except KeyError:
         log.warning("%s has no val split: int8 accuracy not measured", data)
         return section
-    settings = ClassifySettings(weights=weights)
-    fp32_engine = EmotionEngine.load(settings.model_copy(update={"runtime": "onnx"}))
-    int8_engine = EmotionEngine.load(settings.model_copy(update={"runtime": "onnx-int8"}))
-    fp32_report = evaluate_engine(fp32_engine, x_val, y_val)
-    int8_report = evaluate_engine(int8_engine, x_val, y_val)
-    agree = float((fp32_engine.predict(x_val).argmax(1) == int8_engine.predict(x_val).argmax(1)).mean())
+    fp32 = predict_labels(EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx")), x_val)
+    int8_labels = predict_labels(EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx-int8")), x_val)
+    fp32_report, int8_report = classification_report(y_val, fp32), classification_report(y_val, int8_labels)
+    agree = float((fp32 == int8_labels).mean())
     section["fer2013_val"] = {
         "accuracy": int8_report.accuracy, "macro_f1": int8_report.macro_f1,
         "fp32_accuracy": fp32_report.accuracy, "fp32_macro_f1": fp32_report.macro_f1,
