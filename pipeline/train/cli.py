@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
     p.add_argument("--mix-p", type=float, default=0.0, help="CutMix probability")
     p.add_argument("--erase-p", type=float, default=AugmentConfig.erase_p)
+    p.add_argument("--swa-start", type=int, default=d.swa_start,
+                   help="from this epoch on, hold the LR at --swa-lr and average the weights of every epoch (0 = off)")
+    p.add_argument("--swa-lr", type=float, default=d.swa_lr)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     return p
 
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         warmup_epochs=args.warmup_epochs,
         kd_alpha=args.kd_alpha,
         kd_temperature=args.kd_temperature,
+        swa_start=args.swa_start,
+        swa_lr=args.swa_lr,
         resume=args.resume,
     )
     cfg = replace(cfg, augment=replace(cfg.augment, mix_p=args.mix_p, erase_p=args.erase_p))

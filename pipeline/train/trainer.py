@@ -3,7 +3,8 @@
 Everything an epoch needs lives on the training device: the uint8 dataset
 (66 MB), augmentation and the teachers. A checkpoint is written every epoch
 (``last.pt``) and whenever the validation accuracy improves (``best.pt``), so a
-killed run continues with ``--resume`` where it stopped.
+killed run continues with ``--resume`` where it stopped. With ``swa_start`` the
+weight average is also written every epoch (``swa.pt``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from pipeline.classify.metrics import classification_report
@@ -51,6 +52,8 @@ class TrainConfig:
     init: str | None = None
     kd_alpha: float = 0.7
     kd_temperature: float = 4.0
+    swa_start: int = 0  # 0 = off; else average the raw weights at the end of every epoch from this one on
+    swa_lr: float = 0.01
     resume: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -129,6 +132,8 @@ def _lr_at(step: float, cfg: TrainConfig, steps_per_epoch: int, total_epochs: in
     total = max(total_epochs * steps_per_epoch, warm + 1)
     if step < warm:
         return cfg.lr * (step + 1) / warm
+    if cfg.swa_start and step >= cfg.swa_start * steps_per_epoch:
+        return cfg.swa_lr  # SWA wants snapshots from one wide region, not a schedule that settles into a point
     progress = (step - warm) / (total - warm)
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -171,6 +176,10 @@ class Trainer:
         self.opt = torch.optim.SGD(
             self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
         )
+        # Stochastic weight averaging (Izmailov et al. 2018): an equal-weight mean over epochs, a far longer
+        # horizon than the per-step EMA; its BatchNorm statistics are recomputed, since averaged weights
+        # make averaged running statistics meaningless.
+        self.swa = AveragedModel(self.model) if cfg.swa_start else None
         self.teachers = [load_checkpoint_model(p, self.device)[0] for p in cfg.teachers]
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
@@ -186,6 +195,8 @@ class Trainer:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         self.model.load_state_dict(ckpt["model_raw"])
         self.ema.load_state_dict(ckpt["ema"])
+        if self.swa is not None and "swa" in ckpt:
+            self.swa.load_state_dict(ckpt["swa"])
         self.opt.load_state_dict(ckpt["opt"])
         self.epoch, self.total_epochs = ckpt["epoch"], ckpt["total_epochs"]
         self.best_acc, self.history = ckpt["best_acc"], ckpt["history"]
@@ -206,15 +217,25 @@ class Trainer:
             "cpu_rng": torch.get_rng_state(),
             "config": _jsonable(asdict(self.cfg)),
         }
+        if self.swa is not None:
+            ckpt["swa"] = self.swa.state_dict()
         tmp = self.out / "last.pt.tmp"
         torch.save(ckpt, tmp)
         tmp.replace(self.out / "last.pt")  # atomic: a kill mid-write keeps the previous epoch
+        sources = self._sources()
         if val["accuracy"] >= self.best_acc:
             self.best_acc = val["accuracy"]
-            source = self.ema.module if val["source"] == "ema" else self.model
-            state = {k: v.detach().cpu() for k, v in source.state_dict().items()}
-            best = {**meta, "model": state, "val": val, "config": ckpt["config"]}
-            torch.save(best, self.out / "best.pt")
+            self._save_model(sources[val["source"]], self.out / "best.pt", meta, val, ckpt["config"])
+        if "swa" in sources:
+            # The running average itself, whatever the validation says: it is the run's result
+            # that was not picked on the validation split.
+            swa_val = {"source": "swa", "accuracy": val["by_source"]["swa"]}
+            self._save_model(sources["swa"], self.out / "swa.pt", meta, swa_val, ckpt["config"])
+
+    @staticmethod
+    def _save_model(model: nn.Module, path: Path, meta: dict, val: dict, config: object) -> None:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save({**meta, "model": state, "val": val, "config": config}, path)
 
     # -- loop --------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, xb: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor, lam: float):
@@ -257,14 +278,33 @@ class Trainer:
             total += loss.item() if i % 20 == 0 else 0.0
         return total / max(1, math.ceil(steps / 20))
 
+    def _sources(self) -> dict[str, nn.Module]:
+        sources = {"raw": self.model, "ema": self.ema.module}
+        if self.swa is not None and int(self.swa.n_averaged) > 0:
+            sources["swa"] = self.swa.module
+        return sources
+
+    def _average_weights(self) -> None:
+        if self.swa is None or self.epoch < self.cfg.swa_start:
+            return
+        self.swa.update_parameters(self.model)
+        # 8,192 clean training faces pin the BN statistics well enough at under a third of a full pass.
+        idx = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(0))[:8192].to(self.device)
+        faces = self.x_train[idx]
+        with _autocast(self.device):
+            update_bn((to_input(faces[i : i + 512]) for i in range(0, len(faces), 512)), self.swa, self.device)
+
     def validate(self) -> dict:
+        """The best of raw/EMA/SWA, plus every source's accuracy under ``by_source``."""
         best: dict = {}
-        for source, model in (("raw", self.model), ("ema", self.ema.module)):
+        by_source: dict[str, float] = {}
+        for source, model in self._sources().items():
             pred = predict_logits(model, self.x_val).argmax(1).numpy()
             rep = classification_report(self.y_val, pred)
+            by_source[source] = rep.accuracy
             if not best or rep.accuracy > best["accuracy"]:
                 best = {"source": source, "accuracy": rep.accuracy, "macro_f1": rep.macro_f1}
-        return best
+        return {**best, "by_source": by_source}
 
     def fit(self) -> float:
         cfg = self.cfg
@@ -274,6 +314,7 @@ class Trainer:
             t0 = time.monotonic()
             loss = self.train_epoch()
             self.epoch += 1
+            self._average_weights()
             val = self.validate()
             epoch_s = time.monotonic() - t0
             # Epoch 1 pays for warm-up (cuDNN autotuning, allocator), so size the
@@ -287,9 +328,10 @@ class Trainer:
             row = {"epoch": self.epoch, "loss": round(loss, 4), **val, "seconds": round(epoch_s, 1)}
             self.history.append(row)
             self._save(val)
+            others = " ".join(f"{k} {v:.4f}" for k, v in val["by_source"].items() if k != val["source"])
             print(
                 f"[{cfg.arch}] epoch {self.epoch}/{self.total_epochs} loss {loss:.4f} "
-                f"val acc {val['accuracy']:.4f} ({val['source']}) macro-F1 {val['macro_f1']:.4f} "
+                f"val acc {val['accuracy']:.4f} ({val['source']}; {others}) macro-F1 {val['macro_f1']:.4f} "
                 f"best {self.best_acc:.4f} {epoch_s:.1f}s elapsed {(time.monotonic() - started) / 60:.1f}m",
                 flush=True,
             )

@@ -109,6 +109,27 @@ def test_train_checkpoints_resume_and_distil(tiny_npz: Path, tmp_path: Path) -> 
                        "--lr", "1e-7", "--warmup-epochs", "0"]) == 0
     start, end = model.state_dict(), load_checkpoint_model(tuned / "best.pt")[0].state_dict()
     assert all(torch.allclose(start[k], end[k], atol=1e-4) for k in start if k.endswith(".weight"))
+    # Stochastic weight averaging: one snapshot per epoch from --swa-start on, kept across --resume,
+    # and its BatchNorm statistics recomputed rather than copied from the last raw model.
+    swa = tmp_path / "swa"
+    swa_args = [*common, "--out", str(swa), "--init", str(run / "best.pt"), "--swa-start", "1", "--swa-lr", "0.02"]
+    assert train_main([*swa_args, "--epochs", "2"]) == 0
+    ckpt = torch.load(swa / "last.pt", weights_only=False)
+    assert int(ckpt["swa"]["n_averaged"]) == 2
+    raw_bn = ckpt["model_raw"]["features.0.1.running_mean"]
+    assert not torch.allclose(ckpt["swa"]["module.features.0.1.running_mean"], raw_bn)
+    ckpt["total_epochs"] = 3
+    torch.save(ckpt, swa / "last.pt")
+    assert train_main([*swa_args, "--epochs", "3", "--resume"]) == 0
+    last = torch.load(swa / "last.pt", weights_only=False)
+    assert int(last["swa"]["n_averaged"]) == 3
+    # swa.pt is the average itself (exportable like best.pt), and every epoch logs each source's accuracy.
+    averaged, meta = load_checkpoint_model(swa / "swa.pt")
+    assert meta["val"]["source"] == "swa"
+    assert torch.equal(averaged.state_dict()["head.3.weight"], last["swa"]["module.head.3.weight"])
+    history = json.loads((swa / "history.json").read_text())
+    assert all({"raw", "ema", "swa"} <= set(row["by_source"]) for row in history)
+
     with pytest.raises(ValueError, match="holds emonet-t"):
         train_main([*common[:2], "--arch", "emonet-s", "--epochs", "1", "--out", str(tuned), "--init",
                     str(run / "best.pt")])
