@@ -222,10 +222,12 @@ class EmotionEngine:
         if len(crops) == 0:
             return np.zeros((0, 7), np.float32)
         x = normalise(crops)
-        z = np.asarray(self._run(x), dtype=np.float32)
-        if self.tta:  # FER2013 expressions are left-right symmetric enough for the mirror to be a second view
-            z = (z + np.asarray(self._run(np.ascontiguousarray(x[..., ::-1])), dtype=np.float32)) * np.float32(0.5)
-        return z
+        if not self.tta:
+            return np.asarray(self._run(x), dtype=np.float32)
+        # FER2013 expressions are left-right symmetric enough for the mirror to be a second view;
+        # one call over faces + mirrors keeps the batch the runtime is fastest at.
+        z = np.asarray(self._run(np.concatenate([x, x[..., ::-1]])), dtype=np.float32)
+        return (z[: len(x)] + z[len(x) :]) * np.float32(0.5)
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """uint8 faces ``(N, 48, 48)`` -> probabilities ``(N, 7)`` in label order."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.classify.engine import RUNTIMES
 from pipeline.contracts import LABELS
 from pipeline.detect.analyze import FileAnalysis, analyze_paths
 from pipeline.exceptions import PipelineError
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="shipped model: emonet-m (accurate), emonet-s (fast) or "
                                                  "emonet-t (fastest); default: settings (EP_CLASSIFY__MODEL)")
     p.add_argument("--weights", default=None, help="weights .safetensors with its .json card (overrides --model)")
-    p.add_argument("--runtime", choices=["onnx-int8", "onnx", "torch"], default=None,
+    p.add_argument("--runtime", choices=list(RUNTIMES), default=None,
                    help="inference runtime (default: settings)")
     p.add_argument("--tta", action="store_true", default=None,
                    help="average each face with its mirror image (2x classifier cost)")

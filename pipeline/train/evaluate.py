@@ -101,6 +101,8 @@ def export_main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="", help="free text stored in the card")
     p.add_argument("--no-int8", action="store_true", help="skip making <name>.int8.onnx (emotionpipe quantize)")
     args = p.parse_args(argv)
+    if not Path(args.checkpoint).is_file():
+        p.error(f"checkpoint {args.checkpoint} not found")
     model, ckpt = load_checkpoint_model(args.checkpoint)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,8 @@ def export_main(argv: list[str] | None = None) -> int:
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=1))
     x, y = load_split(args.data, "val")
     engine = EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx"))
-    report = evaluate_engine(engine, x, y)
+    labels = predict_labels(engine, x)
+    report = classification_report(y, labels)
     card["metrics"] = {"fer2013_val": report.as_dict()}
     card["training"] = {"recipe": args.recipe, "epochs": ckpt.get("epoch"), "config": ckpt.get("config")}
     (out / f"{args.name}.json").write_text(json.dumps(card, indent=1))
@@ -119,7 +122,7 @@ def export_main(argv: list[str] | None = None) -> int:
     if not args.no_int8:
         from pipeline.train.quantize import quantize_weights
 
-        int8 = quantize_weights(weights, args.data)["fer2013_val"]
+        int8 = quantize_weights(weights, args.data, fp32_labels=labels)["fer2013_val"]
         print(f"int8 ({int8_path(weights).name}): accuracy {int8['accuracy']:.4f}, "
               f"same top-1 as fp32 on {int8['top1_agreement_with_fp32']:.2%}")
     return 0

@@ -108,10 +108,13 @@ def quantize_onnx(fp32: bytes, calibration: np.ndarray) -> tuple[bytes, dict[str
         return out.read_bytes(), recipe
 
 
-def quantize_weights(weights: Path, data: str, faces: int = 2048, seed: int = 0) -> dict[str, Any]:
+def quantize_weights(
+    weights: Path, data: str, faces: int = 2048, seed: int = 0, fp32_labels: np.ndarray | None = None
+) -> dict[str, Any]:
     """Write ``<weights>.int8.onnx`` and the card's ``int8`` section; returns that section.
 
-    The validation split of ``data`` (if present) measures int8 against fp32.
+    The validation split of ``data`` (if present) measures int8 against fp32; ``fp32_labels``
+    (the fp32 model's labels for that split) spares a second fp32 pass when the caller has them.
 
     Raises:
         ModelError: unreadable weights or card.
@@ -137,7 +140,9 @@ def quantize_weights(weights: Path, data: str, faces: int = 2048, seed: int = 0)
     except KeyError:
         log.warning("%s has no val split: int8 accuracy not measured", data)
         return section
-    fp32 = predict_labels(EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx")), x_val)
+    fp32 = fp32_labels
+    if fp32 is None:
+        fp32 = predict_labels(EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx")), x_val)
     int8_labels = predict_labels(EmotionEngine.load(ClassifySettings(weights=weights, runtime="onnx-int8")), x_val)
     fp32_report, int8_report = classification_report(y_val, fp32), classification_report(y_val, int8_labels)
     agree = float((fp32 == int8_labels).mean())

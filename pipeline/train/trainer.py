@@ -179,7 +179,13 @@ class Trainer:
         # Stochastic weight averaging (Izmailov et al. 2018): an equal-weight mean over epochs, a far longer
         # horizon than the per-step EMA; its BatchNorm statistics are recomputed, since averaged weights
         # make averaged running statistics meaningless.
-        self.swa = AveragedModel(self.model) if cfg.swa_start else None
+        self.swa: AveragedModel | None = None
+        self.bn_faces: torch.Tensor | None = None
+        if cfg.swa_start:
+            self.swa = AveragedModel(self.model)
+            # 8,192 clean training faces pin its BN statistics well enough at under a third of a full pass.
+            idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(cfg.seed))[:8192]
+            self.bn_faces = self.x_train[idx.to(self.device)]
         self.teachers = [load_checkpoint_model(p, self.device)[0] for p in cfg.teachers]
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
@@ -285,12 +291,10 @@ class Trainer:
         return sources
 
     def _average_weights(self) -> None:
-        if self.swa is None or self.epoch < self.cfg.swa_start:
+        faces = self.bn_faces
+        if self.swa is None or faces is None or self.epoch < self.cfg.swa_start:
             return
         self.swa.update_parameters(self.model)
-        # 8,192 clean training faces pin the BN statistics well enough at under a third of a full pass.
-        idx = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(0))[:8192].to(self.device)
-        faces = self.x_train[idx]
         with _autocast(self.device):
             update_bn((to_input(faces[i : i + 512]) for i in range(0, len(faces), 512)), self.swa, self.device)
 

@@ -17,6 +17,7 @@ from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
 from pipeline.train.augment import AugmentConfig, augment, cutmix
 from pipeline.train.cli import main as train_main
+from pipeline.train.evaluate import export_main
 from pipeline.train.quantize import main as quantize_main
 from pipeline.train.trainer import load_checkpoint_model, to_input
 
@@ -156,3 +157,25 @@ def test_quantize_writes_int8_model_and_card(tiny_npz: Path, tmp_path: Path) -> 
     assert int8.runtime == "onnx-int8/cpu"
     faces = np.load(tiny_npz)["x_val"][:32]
     assert np.abs(int8.predict(faces) - fp32.predict(faces)).max() < 0.2
+
+
+def test_export_writes_weights_card_figure_and_int8(tiny_npz: Path, tmp_path: Path) -> None:
+    # Given a training checkpoint
+    run = tmp_path / "run"
+    common = ["--data", str(tiny_npz), "--arch", "emonet-t", "--batch-size", "32", "--threads", "1"]
+    assert train_main([*common, "--epochs", "1", "--out", str(run)]) == 0
+    out = tmp_path / "weights"
+    # When it is exported
+    assert export_main([str(run / "best.pt"), "--name", "tiny", "--version", "3", "--data", str(tiny_npz),
+                        "--out", str(out)]) == 0
+    # Then the weights, card, confusion figure and a current int8 model sit together,
+    weights = out / "tiny.safetensors"
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert (out / "tiny-confusion.png").is_file() and int8_path(weights).is_file()
+    assert card["arch"] == "emonet-t" and card["version"] == 3
+    assert card["int8"]["source_sha256"] == file_sha256(weights)
+    # and the int8 section's fp32 figures are the card's own (one fp32 pass, not two that could differ).
+    assert card["int8"]["fer2013_val"]["fp32_accuracy"] == card["metrics"]["fer2013_val"]["accuracy"]
+    # A missing checkpoint is a usage error, not a traceback.
+    with pytest.raises(SystemExit):
+        export_main([str(run / "nope.pt"), "--name", "tiny", "--version", "3", "--out", str(out)])
