@@ -1,7 +1,8 @@
 """Face alignment: eyes level, FER2013 framing, 48x48 gray.
 
 One similarity transform per face maps the eye centres and the mouth centre to
-canonical positions, then one ``cv2.warpAffine`` cuts the crop. The canonical
+canonical positions, then one warp cuts the crop (supersampled and box-averaged
+when the face is larger than the crop, as most are). The canonical
 positions were measured on FER2013 itself: RetinaFace run on 2,933 of 3,000
 random training images (upscaled 4x, border replicated) puts, in 48x48 pixel
 index coordinates, the eyes at (15.1, 18.2) and (32.5, 18.2) and the mouth
@@ -9,11 +10,13 @@ centre at (23.8, 36.1) (medians; median inter-ocular distance 17.1 px,
 eye-to-mouth 18.2 px, eye-line tilt median 0.3 deg). Running it on the mean
 FER face gives the same points within 0.5 px. Faces framed like this look like
 what the classifier was trained on: forehead from just above the eyebrows down
-to the chin, ears mostly outside.
+to the chin, ears mostly outside. ``emotionpipe eval --through-detector`` checks
+the whole path (detect, align, crop, classify) on FER2013's own labelled faces.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -36,9 +39,14 @@ __all__ = [
 # index coordinates of a 48x48 crop; symmetrised about x = 23.78 (measured).
 CANONICAL_48 = np.array([[15.10, 18.20], [32.46, 18.20], [23.78, 36.10]], dtype=np.float64)
 
-# Below this warp scale a bilinear warp aliases (it samples 4 source pixels per
-# output pixel whatever the scale): shrink the face region with INTER_AREA first.
-_PRESHRINK_BELOW = 0.5
+# A downscaling warp is done at up to this many times the crop's resolution and
+# then box-averaged down (supersampling): one bilinear pass straight to 48x48
+# aliases, and shrinking first then warping at ~1:1 adds a second blur. Measured
+# on FER2013 faces re-cropped from 4x upscaled frames: 8.2 grey levels off the
+# originals with shrink-then-warp, 3.0 supersampled (a 4x4 box filter's own
+# error); the classifier's labels match the original crops' 83 % of the time
+# instead of 80 %, and it is faster on large faces (one integer-factor resize).
+_SUPERSAMPLE_MAX = 4
 
 
 def canonical_points(size: int = 48) -> np.ndarray:
@@ -119,29 +127,39 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise InvalidFrame(f"expected (H, W) or (H, W, 3), got {image.shape}")
 
 
+def _shrink_region(gray: np.ndarray, matrix: np.ndarray, size: int, factor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Box-shrink the part of ``gray`` the crop samples by ``factor``; returns it and the matrix composed for it."""
+    inv = cv2.invertAffineTransform(matrix)
+    corners = transform_points(inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], float) - 0.5)
+    h, w = gray.shape
+    x0, y0 = np.floor(corners.min(0)).astype(int) - 2  # margin for the bilinear footprint
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return gray, matrix
+    rw, rh = max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor))
+    small = cv2.resize(gray[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+    kx, ky = rw / (x1 - x0), rh / (y1 - y0)
+    # small(u) = frame((u + 0.5) / k - 0.5 + origin): compose with it.
+    back = np.array([[1 / kx, 0, 0.5 / kx - 0.5 + x0], [0, 1 / ky, 0.5 / ky - 0.5 + y0], [0, 0, 1]])
+    return small, matrix @ back
+
+
 def _warp(gray: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
-    if scale < _PRESHRINK_BELOW:
-        # Shrink only the region the crop will sample (its inverse-mapped
-        # square, with a margin for the bilinear footprint), then warp at ~1:1.
-        inv = cv2.invertAffineTransform(matrix)
-        corners = transform_points(inv, np.array([[0, 0], [size, 0], [0, size], [size, size]], float) - 0.5)
-        h, w = gray.shape
-        x0, y0 = np.floor(corners.min(0)).astype(int) - 2
-        x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-        if x1 - x0 >= 2 and y1 - y0 >= 2:
-            roi = gray[y0:y1, x0:x1]
-            rw, rh = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
-            small = cv2.resize(roi, (rw, rh), interpolation=cv2.INTER_AREA)
-            kx, ky = rw / (x1 - x0), rh / (y1 - y0)
-            # small(u) = frame((u + 0.5) / k - 0.5 + origin): compose with it.
-            back = np.array([[1 / kx, 0, 0.5 / kx - 0.5 + x0], [0, 1 / ky, 0.5 / ky - 0.5 + y0], [0, 0, 1]])
-            matrix = matrix @ back
-            gray = small
+    k = 1 if scale >= 1 else min(_SUPERSAMPLE_MAX, math.ceil(1 / scale - 1e-9))
+    if k > 1:
+        # Crop pixel u is the mean of supersampled pixels k*u .. k*u + k-1, centred at k*u + (k-1)/2.
+        matrix = np.vstack([matrix[0] * k, matrix[1] * k]) + np.array([[0, 0, (k - 1) / 2]] * 2)
+        scale *= k
+    if scale < 0.5:
+        # Regions over 8x the crop (faces ~400 px across): even the supersampled grid
+        # would alias, so box-shrink the region it samples to that grid's resolution first.
+        gray, matrix = _shrink_region(gray, matrix, size * k, scale)
     # Replicate, not black: a face at the frame edge should not get a black
     # band FER2013 never showed the classifier.
-    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = cv2.warpAffine(gray, matrix, (size * k, size * k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out if k == 1 else cv2.resize(out, (size, size), interpolation=cv2.INTER_AREA)
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 48) -> np.ndarray:

@@ -106,6 +106,29 @@ def test_large_face_is_antialiased() -> None:
     assert float(crop.std()) < 15
 
 
+def test_downscaled_face_is_as_sharp_as_a_box_filter() -> None:
+    # given: a FER-like textured 48x48 image upscaled 4x into a frame, and landmarks whose
+    # alignment is exactly the inverse of that upscale (the crop should give the image back)
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (48, 48)).astype(np.uint8), (0, 0), 0.6)
+    border = 96
+    frame = cv2.copyMakeBorder(cv2.resize(face, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC),
+                               border, border, border, border, cv2.BORDER_REPLICATE)
+    lm = np.zeros((5, 2), np.float64)
+    lm[:2] = CANONICAL_48[:2]
+    lm[2] = CANONICAL_48[2] - np.array([0.0, 8.0])
+    lm[3:] = CANONICAL_48[2] + np.array([[-6.0, 0.0], [6.0, 0.0]])
+    lm = lm * 4 + 1.5 + border  # crop pixel x -> upscaled frame pixel 4x + 1.5 (cv2.resize's centres)
+    np.testing.assert_allclose(similarity_transform(lm, 48), [[0.25, 0, -24.375], [0, 0.25, -24.375]], atol=1e-6)
+    # when
+    crop = align_face(frame, lm.astype(np.float32)).astype(np.float64)
+    # then: what a 4x4 box filter gives (shrinking first and then warping at ~1:1 blurred
+    # twice: 9 grey levels off it)
+    box = cv2.resize(frame[border:-border, border:-border], (48, 48), interpolation=cv2.INTER_AREA).astype(np.float64)
+    assert np.abs(crop - box).mean() < 1.0
+    assert np.abs(crop - face).mean() < np.abs(cv2.GaussianBlur(face, (0, 0), 0.7).astype(np.float64) - face).mean()
+
+
 def test_invalid_frames_are_rejected() -> None:
     lm = _landmarks((50.0, 50.0), 20.0, 0.0)
     with pytest.raises(InvalidFrame):
