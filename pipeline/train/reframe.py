@@ -70,11 +70,15 @@ class Reframed:
     def format(self) -> str:
         lines = [
             f"faces found: {self.found} of {self.total} ({self.found / max(self.total, 1):.1%})",
-            f"on those faces: accuracy {self.report.accuracy:.4f} through the detector, {self.direct_accuracy:.4f} "
-            f"on the original crops; same label for {self.agreement:.1%}",
+            (
+                f"on those faces: accuracy {self.report.accuracy:.4f} through the detector, "
+                f"{self.direct_accuracy:.4f} on the original crops; same label for {self.agreement:.1%}"
+            ),
         ]
         if self.rotated_accuracy is not None:
-            lines.append(f"rotated {self.angle_deg:g} deg without alignment (all faces): accuracy {self.rotated_accuracy:.4f}")
+            lines.append(
+                f"rotated {self.angle_deg:g} deg without alignment (all faces): accuracy {self.rotated_accuracy:.4f}"
+            )
         return "\n".join([*lines, "", self.report.format()])
 
 

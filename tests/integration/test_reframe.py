@@ -75,7 +75,8 @@ def test_alignment_undoes_head_tilt(engine: EmotionEngine, detector: FaceDetecto
     assert r.report.accuracy >= r.rotated_accuracy + 0.03, r.format()
 
 
-def test_cli_json_reports_both_paths(capsys: pytest.CaptureFixture[str], fer_val: tuple[np.ndarray, np.ndarray]) -> None:
+def test_cli_json_reports_both_paths(capsys: pytest.CaptureFixture[str],
+                                     fer_val: tuple[np.ndarray, np.ndarray]) -> None:
     # when
     rc = eval_main(["--data", str(FER2013), "--through-detector", "--rotate", "10", "--limit", "40", "--json"])
     # then
