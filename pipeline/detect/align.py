@@ -150,7 +150,8 @@ def _warp(gray: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     k = 1 if scale >= 1 else min(_SUPERSAMPLE_MAX, math.ceil(1 / scale - 1e-9))
     if k > 1:
         # Crop pixel u is the mean of supersampled pixels k*u .. k*u + k-1, centred at k*u + (k-1)/2.
-        matrix = np.vstack([matrix[0] * k, matrix[1] * k]) + np.array([[0, 0, (k - 1) / 2]] * 2)
+        matrix = matrix * k
+        matrix[:, 2] += (k - 1) / 2
         scale *= k
     if scale < 0.5:
         # Regions over 8x the crop (faces ~400 px across): even the supersampled grid

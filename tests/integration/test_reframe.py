@@ -22,7 +22,7 @@ from pipeline.classify.engine import EmotionEngine
 from pipeline.detect.detector import FaceDetector
 from pipeline.settings import ClassifySettings, DetectSettings
 from pipeline.train.evaluate import main as eval_main
-from pipeline.train.reframe import Reframed, evaluate_reframed
+from pipeline.train.reframe import evaluate_reframed
 
 pytestmark = pytest.mark.integration
 
@@ -49,16 +49,10 @@ def detector() -> FaceDetector:
     return FaceDetector(DetectSettings())
 
 
-def _reframed(engine: EmotionEngine, detector: FaceDetector, fer_val: tuple[np.ndarray, np.ndarray],
-              angle: float) -> Reframed:
-    x, y = fer_val
-    return evaluate_reframed(engine, detector, x, y, angle)
-
-
 def test_upright_faces_classify_like_the_dataset(engine: EmotionEngine, detector: FaceDetector,
                                                  fer_val: tuple[np.ndarray, np.ndarray]) -> None:
     # when: every face goes through detection, alignment and the 48x48 crop
-    r = _reframed(engine, detector, fer_val, 0.0)
+    r = evaluate_reframed(engine, detector, *fer_val, 0.0)
     # then: nearly all are found, and their crops lose little against the originals
     assert r.found / r.total >= 0.95
     assert r.report.accuracy >= r.direct_accuracy - 0.03, r.format()
@@ -68,7 +62,7 @@ def test_upright_faces_classify_like_the_dataset(engine: EmotionEngine, detector
 def test_alignment_undoes_head_tilt(engine: EmotionEngine, detector: FaceDetector,
                                     fer_val: tuple[np.ndarray, np.ndarray]) -> None:
     # when: the frames are rotated 30 degrees
-    r = _reframed(engine, detector, fer_val, 30.0)
+    r = evaluate_reframed(engine, detector, *fer_val, 30.0)
     # then: the aligned crops classify far better than the rotated faces do unaligned
     assert r.rotated_accuracy is not None
     assert r.found / r.total >= 0.85
