@@ -287,7 +287,9 @@ def test_snapshot_shows_only_for_cameras_that_keep_frames(run: PageRun, store: R
     page = run.open("#/cameras/kiosk")
     img = page.locator(".snapshot-panel img")  # type: ignore[attr-defined]
     expect(img).to_be_visible(timeout=POLL_TIMEOUT_MS)
-    page.wait_for_function("document.querySelector('.snapshot-panel img').naturalWidth === 320")  # type: ignore[attr-defined]
+    # (expect polls from Playwright's own script world: a page-side wait_for_function would need eval, which
+    # the dashboard's CSP forbids, and failed whenever the image was not decoded at the first check)
+    expect(img).to_have_js_property("naturalWidth", 320, timeout=POLL_TIMEOUT_MS)
     # when the other camera's view opens, then there is no snapshot panel at all
     page.goto(run.base_url + "/#/cameras/private")  # type: ignore[attr-defined]
     expect(page.locator(".detail-title")).to_have_text("Private")  # type: ignore[attr-defined]
