@@ -82,11 +82,11 @@ def load_torch_model(weights: Path, arch: str):  # -> torch.nn.Module
     """Build ``arch`` and load ``weights`` (safetensors) into it, eval mode."""
     from safetensors.torch import load_file
 
-    from pipeline.classify.model import build_model
+    from pipeline.classify.model import build_model, fuse_branches
 
     if not weights.exists():
         raise ModelError(f"weights file {weights} not found")
-    model = build_model(arch)
+    model = fuse_branches(build_model(arch))  # weights are stored in the served form
     try:
         state = load_file(str(weights))
         model.load_state_dict(state)

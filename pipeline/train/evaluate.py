@@ -120,7 +120,10 @@ def export_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.checkpoint).is_file():
         p.error(f"checkpoint {args.checkpoint} not found")
+    from pipeline.classify.model import fuse_branches
+
     model, ckpt = load_checkpoint_model(args.checkpoint)
+    fuse_branches(model)  # shipped weights hold the served (single-conv) form
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{args.name}.safetensors"

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from pipeline.bench.arch_bench import main as arch_main
 from pipeline.bench.model_bench import main as bench_main
 
 
@@ -23,3 +24,23 @@ def test_bench_model_reports_every_runtime_against_eager(capsys: pytest.CaptureF
         rows["onnx-int8"]["faces_per_s"] / rows["torch"]["faces_per_s"], abs=0.01
     )
     assert report["environment"]["cores"] >= 1
+
+
+def test_bench_arch_measures_candidates_against_the_shipped_layouts(capsys: pytest.CaptureFixture[str]) -> None:
+    # When a candidate layout is benched briefly
+    argv = ["--layout", "tiny=8x1,16x1,32x1", "--batch", "8", "--seconds", "0.1", "--repeat", "1", "--json"]
+    assert arch_main(argv) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    # Then it runs int8 beside the shipped emonet layouts of the same run, as a ratio to emonet-s,
+    assert set(rows) == {"emonet-t", "emonet-s", "emonet-m", "tiny"}
+    assert rows["emonet-s"]["vs_emonet_s"] == 1.0
+    assert rows["tiny"]["vs_emonet_s"] == pytest.approx(
+        rows["tiny"]["faces_per_s"] / rows["emonet-s"]["faces_per_s"], abs=0.01
+    )
+    # and compute follows the layout (a 3-stage net with 8-32 channels is far below emonet-t).
+    assert rows["tiny"]["mmacs"] < rows["emonet-t"]["mmacs"] < rows["emonet-s"]["mmacs"] < rows["emonet-m"]["mmacs"]
+
+
+def test_bench_arch_refuses_a_malformed_layout() -> None:
+    with pytest.raises(SystemExit):
+        arch_main(["--layout", "bad=16by1", "--seconds", "0.1"])

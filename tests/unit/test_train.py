@@ -12,7 +12,7 @@ import torch
 
 from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine, file_sha256, int8_path
 from pipeline.classify.metrics import classification_report
-from pipeline.classify.model import ARCHITECTURES, build_model, count_macs
+from pipeline.classify.model import ARCHITECTURES, RepConv, RepNet, build_model, count_macs, fuse_branches, parse_layout
 from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
 from pipeline.train.augment import AugmentConfig, augment, cutmix
@@ -76,6 +76,83 @@ def test_architectures_output_seven_logits(arch: str) -> None:
     model = build_model(arch).eval()
     assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
     assert count_macs(model) > 1_000_000
+
+
+def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
+    # Fresh BatchNorm layers are the identity, which would hide a wrong fold of their statistics.
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert m.running_mean is not None and m.running_var is not None
+            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_repconv_folds_into_one_conv_with_the_same_output(stride: int) -> None:
+    # Given a branched layer with non-trivial BatchNorm statistics (identity branch only at stride 1)
+    torch.manual_seed(0)
+    layer = RepConv(8, 8, stride=stride)
+    _randomise_batchnorm(layer)
+    layer.eval()
+    assert (layer.identity is not None) == (stride == 1)
+    x = torch.randn(3, 8, 12, 12)
+    before = layer(x)
+    # When its branches are folded
+    layer.fuse()
+    # Then one biased 3x3 conv remains and computes the same function.
+    assert layer.fused is not None and not hasattr(layer, "conv1")
+    assert [name for name, _ in layer.named_children()] == ["relu", "fused"]
+    assert torch.allclose(layer(x), before, atol=1e-5)
+
+
+def test_repnet_folded_and_branched_logits_agree() -> None:
+    torch.manual_seed(1)
+    model = build_model("emonet-r")
+    _randomise_batchnorm(model, seed=1)
+    model.eval()
+    x = torch.randn(4, 1, 48, 48)
+    branched = model(x)
+    served = fuse_branches(model)(x)
+    assert torch.allclose(served, branched, atol=1e-4)
+    # The fused graph is what the engine counts and serves: only 3x3 convs and the head remain.
+    kinds = {type(m).__name__ for m in model.modules() if not list(m.children())}
+    assert kinds == {"Conv2d", "ReLU", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Linear"}
+
+
+def test_parse_layout_reads_stages_and_refuses_nonsense() -> None:
+    assert parse_layout("16x1,32x2,64x4,160x3") == ((16, 1), (32, 2), (64, 4), (160, 3))
+    assert RepNet(parse_layout("8x1,16x2"))(torch.zeros(1, 1, 48, 48)).shape == (1, 7)
+    for bad in ("16-1", "16x0", "", "ax2"):
+        with pytest.raises(ValueError, match="layout"):
+            parse_layout(bad)
+
+
+def test_repnet_checkpoint_exports_to_the_served_form(tiny_npz: Path, tmp_path: Path) -> None:
+    # Given an emonet-r checkpoint (branched, as trained)
+    run = tmp_path / "run"
+    common = ["--data", str(tiny_npz), "--arch", "emonet-r", "--batch-size", "32", "--threads", "1"]
+    assert train_main([*common, "--epochs", "1", "--out", str(run)]) == 0
+    branched, _ = load_checkpoint_model(run / "best.pt")
+    assert any(isinstance(m, RepConv) and m.fused is None for m in branched.modules())
+    out = tmp_path / "weights"
+    # When it is exported and served by each runtime
+    assert export_main([str(run / "best.pt"), "--name", "rep", "--version", "1", "--data", str(tiny_npz),
+                        "--out", str(out)]) == 0
+    weights = out / "rep.safetensors"
+    faces = np.load(tiny_npz)["x_val"][:16]
+    with torch.no_grad():
+        expected = torch.softmax(branched(to_input(torch.from_numpy(faces))), 1).numpy()
+    # then the shipped weights hold single convs and every runtime matches the branched checkpoint.
+    from safetensors.torch import load_file
+
+    assert not any("conv1" in k or "bn3" in k for k in load_file(str(weights)))
+    for runtime, tol in (("torch", 1e-5), ("onnx", 1e-4), ("onnx-int8", 0.2)):
+        engine = EmotionEngine.load(ClassifySettings(weights=weights, runtime=runtime))
+        assert engine.runtime.startswith(runtime + "/")
+        assert np.abs(engine.predict(faces) - expected).max() < tol, runtime
 
 
 def test_train_checkpoints_resume_and_distil(tiny_npz: Path, tmp_path: Path) -> None:
