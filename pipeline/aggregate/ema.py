@@ -15,8 +15,12 @@ from pipeline.contracts import LABELS
 
 
 @dataclass(frozen=True, slots=True)
-class TrackState:
-    """Smoothed emotion of one track."""
+class TrackEma:
+    """Smoothed emotion of one track: the EMA of its probabilities, stored per track in Redis.
+
+    Not the tracker's state (:class:`pipeline.detect.tracker.TrackerState`, which holds the
+    boxes and ids of a camera's tracks).
+    """
 
     probs: tuple[float, ...]
     last_seen: float
@@ -35,7 +39,7 @@ class TrackState:
         }
 
     @classmethod
-    def from_hash(cls, raw: Mapping[bytes, bytes]) -> TrackState | None:
+    def from_hash(cls, raw: Mapping[bytes, bytes]) -> TrackEma | None:
         """Parse a stored state; ``None`` for a missing or unreadable one (start afresh)."""
         if not raw:
             return None
@@ -48,7 +52,7 @@ class TrackState:
             return None
 
 
-def ema_update(prev: TrackState | None, probs: Sequence[float], ts: float, alpha: float) -> TrackState:
+def ema_update(prev: TrackEma | None, probs: Sequence[float], ts: float, alpha: float) -> TrackEma:
     """Blend one observation into a track's state.
 
     Args:
@@ -64,6 +68,6 @@ def ema_update(prev: TrackState | None, probs: Sequence[float], ts: float, alpha
     if len(probs) != len(LABELS):
         raise ValueError(f"expected {len(LABELS)} probabilities, got {len(probs)}")
     if prev is None:
-        return TrackState(probs=tuple(float(p) for p in probs), last_seen=ts, observations=1)
+        return TrackEma(probs=tuple(float(p) for p in probs), last_seen=ts, observations=1)
     blended = tuple(alpha * float(p) + (1.0 - alpha) * q for p, q in zip(probs, prev.probs))
-    return TrackState(probs=blended, last_seen=max(ts, prev.last_seen), observations=prev.observations + 1)
+    return TrackEma(probs=blended, last_seen=max(ts, prev.last_seen), observations=prev.observations + 1)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.aggregate.buckets import BucketTotals, bucket_start
-from pipeline.aggregate.ema import TrackState
+from pipeline.aggregate.ema import TrackEma
 from pipeline.contracts import LABELS
 
 
@@ -58,7 +58,7 @@ def _dominant(counts: Sequence[int], prob_sums: Sequence[float]) -> str | None:
     return LABELS[best]
 
 
-def track_summary(camera_id: str, track_id: int, state: TrackState) -> TrackSummary:
+def track_summary(camera_id: str, track_id: int, state: TrackEma) -> TrackSummary:
     """Present one track's EMA state."""
     return TrackSummary(
         camera_id=camera_id,

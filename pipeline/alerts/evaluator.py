@@ -20,15 +20,38 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from pipeline.alerts.models import AlertEvent, AlertRule, AlertState
+from pipeline.aggregate.buckets import BucketTotals
 from pipeline.alerts.webhook import Delivery, WebhookSender
 from pipeline.contracts import LABELS
-from pipeline.store.redis_store import RedisStore
+from pipeline.store.models import AlertEvent, AlertRule, AlertState, CameraConfig
 
 log = logging.getLogger(__name__)
+
+
+class AlertStore(Protocol):
+    """The part of :class:`pipeline.store.redis_store.RedisStore` alerting needs.
+
+    Every method may raise :class:`pipeline.store.exceptions.StoreError`.
+    """
+
+    def list_cameras(self) -> list[CameraConfig]: ...
+
+    def window_totals(self, camera_ids: Sequence[str], window_s: float, now: float | None = None) -> BucketTotals: ...
+
+    def list_alerts(self) -> list[AlertRule]: ...
+
+    def alert_state(self, rule_id: str) -> AlertState: ...
+
+    def set_alert_state(self, rule_id: str, state: AlertState) -> None: ...
+
+    def add_alert_event(self, event: AlertEvent, keep: int = 100) -> None: ...
+
+    def acquire_alert_lease(self, owner: str, ttl_ms: int) -> bool: ...
+
+    def release_alert_lease(self, owner: str) -> bool: ...
 
 
 class AlertEvaluator:
@@ -43,7 +66,7 @@ class AlertEvaluator:
 
     def __init__(
         self,
-        store: RedisStore,
+        store: AlertStore,
         sender: WebhookSender,
         *,
         events_kept: int = 100,

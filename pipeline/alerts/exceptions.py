@@ -1,19 +1,14 @@
-"""Errors of the alerting stage. Messages never contain webhook credentials."""
+"""Errors of the alerting stage. Messages never contain webhook credentials.
 
-from pipeline.exceptions import PipelineError
+:class:`AlertNotFound` and :class:`AlertExists` are raised by the store's rule registry and
+defined in :mod:`pipeline.store.exceptions`; they are re-exported here so that callers find
+every alerting error in one place.
+"""
 
+from pipeline.store.exceptions import AlertError, AlertExists, AlertNotFound
 
-class AlertError(PipelineError):
-    """Base of the alerting errors."""
-
-
-class AlertNotFound(AlertError):
-    """No alert rule with this id exists."""
-
-
-class AlertExists(AlertError):
-    """An alert rule with this id exists already."""
+__all__ = ["AlertError", "AlertExists", "AlertNotFound", "InvalidWebhook"]
 
 
 class InvalidWebhook(AlertError, ValueError):
-    """A webhook URL is malformed or not http/https (message redacted; a ValueError for pydantic)."""
+    """A webhook URL is malformed, not http/https, or points where the policy refuses (message redacted)."""

@@ -16,10 +16,9 @@ import secrets
 import socket
 import threading
 
-from pipeline.alerts.evaluator import AlertEvaluator
+from pipeline.alerts.evaluator import AlertEvaluator, AlertStore
 from pipeline.alerts.webhook import WebhookSender
 from pipeline.settings import AlertSettings
-from pipeline.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class AlertRunner:
 
     def __init__(
         self,
-        store: RedisStore,
+        store: AlertStore,
         settings: AlertSettings,
         evaluator: AlertEvaluator | None = None,
         owner: str | None = None,
@@ -50,6 +49,7 @@ class AlertRunner:
                 attempts=settings.webhook_attempts,
                 backoff_initial_s=settings.backoff_initial_s,
                 backoff_max_s=settings.backoff_max_s,
+                policy=settings,
             ),
             events_kept=settings.events_kept,
         )

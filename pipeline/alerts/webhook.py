@@ -1,9 +1,16 @@
-"""Webhook URLs: validation (like camera URLs) and delivery with retries and exponential backoff.
+"""Webhooks: where they may point, and delivery with retries and exponential backoff.
 
 A webhook URL may carry a secret (``https://user:token@host/...`` or ``?token=``): it is
 stored as given, because delivery needs it, but shown only through
-:func:`~pipeline.ingest.sources.redact_url`. Error texts recorded with events hold the
-exception type and HTTP status only, never the URL.
+:func:`~pipeline.common.urls.redact_url`. Error texts recorded with events hold the
+exception type, the HTTP status or the policy's reason, never the URL.
+
+Its form (http/https with a host) is checked by the rule model
+(:func:`pipeline.store.models.validate_webhook_url`). Where it points is checked by the same
+SSRF policy as camera URLs (:mod:`pipeline.common.netpolicy`, switches in the ``alerts``
+settings): when a rule is created or its webhook changed (:func:`check_webhook_destination`,
+HTTP 422) and again before every delivery, since the name may resolve elsewhere by then.
+Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -13,47 +20,56 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 import httpx
 
 from pipeline.alerts.exceptions import InvalidWebhook
-from pipeline.ingest.sources import redact_url
+from pipeline.common.backoff import backoff_delay
+from pipeline.common.netpolicy import BlockedHost, HostRules, check_host
+from pipeline.common.urls import redact_url
+from pipeline.settings import AlertSettings
 
 log = logging.getLogger(__name__)
 
-MAX_WEBHOOK_URL_LEN = 2048
-WEBHOOK_SCHEMES = ("http", "https")
+#: Settings section named in policy refusals (``set alerts.allow_loopback ...``).
+POLICY_SECTION = "alerts"
 
 
-def validate_webhook_url(url: str) -> str:
-    """Check a webhook URL: ``http``/``https`` with a host, no whitespace or control characters.
+def _check_host(url: str, rules: HostRules) -> None:
+    """Apply the policy to the host httpx would connect to; :class:`BlockedHost` says why not."""
+    try:
+        # The host exactly as httpx will resolve it (IDNA-encoded), so the check and the
+        # connection cannot read the URL differently.
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, ValueError):  # IDNA errors are ValueErrors too
+        raise BlockedHost("is not a valid host name") from None
+    if not host:
+        raise BlockedHost("is missing")
+    # Percent-escapes are decoded (IPv6 zone ids, "127.0.0.%31"): refusing more is safe.
+    check_host(unquote(host), rules, section=POLICY_SECTION)
 
-    Returns:
-        The URL, stripped.
+
+def check_webhook_destination(url: str, rules: HostRules) -> None:
+    """Refuse a webhook URL whose host the SSRF policy does not allow.
+
+    Same rules as camera hosts: cloud metadata endpoints, unspecified, multicast and
+    reserved addresses always; loopback and link-local unless ``rules`` allow them; names
+    are resolved (at most ``rules.resolve_timeout_s``) and judged by every address.
+
+    Args:
+        url: A webhook URL whose form was already validated.
+        rules: The ``alerts`` settings (``allow_loopback``, ``allow_link_local``,
+            ``resolve_timeout_s``).
 
     Raises:
-        InvalidWebhook: With a redacted reason.
+        InvalidWebhook: The host is refused; the message names the reason and shows the URL
+            redacted.
     """
-    url = url.strip()
-    shown = redact_url(url)
-    if not url:
-        raise InvalidWebhook("webhook_url is empty")
-    if len(url) > MAX_WEBHOOK_URL_LEN:
-        raise InvalidWebhook(f"webhook_url is longer than {MAX_WEBHOOK_URL_LEN} characters")
-    if any(ord(c) <= 32 or ord(c) == 127 for c in url):
-        raise InvalidWebhook(f"webhook_url contains whitespace or control characters: {shown!r}")
     try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise InvalidWebhook(f"webhook_url is malformed: {shown!r}") from None
-    if parts.scheme.lower() not in WEBHOOK_SCHEMES:
-        raise InvalidWebhook(f"webhook_url must use http or https, not {parts.scheme or 'no scheme'!r}: {shown!r}")
-    if not host:
-        raise InvalidWebhook(f"webhook_url has no host: {shown!r}")
-    return url
+        _check_host(url, rules)
+    except BlockedHost as exc:
+        raise InvalidWebhook(f"webhook_url host {exc}: {redact_url(url)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +90,10 @@ def _retryable(status: int) -> bool:
 class WebhookSender:
     """POSTs JSON payloads, retrying connection errors, timeouts, 5xx, 408 and 429.
 
+    Before the first attempt the destination is checked against the SSRF policy again
+    (DNS may have changed since the rule was saved); a refused destination is not
+    contacted and the delivery fails with the reason.
+
     Args:
         timeout_s: Per-attempt timeout (connect and read).
         attempts: Total attempts, including the first.
@@ -81,6 +101,8 @@ class WebhookSender:
         backoff_max_s: Delay cap.
         sleep: Injectable sleep (tests).
         client: Injectable httpx client; default one per sender (redirects not followed).
+        policy: Where webhooks may point: the ``alerts`` settings; default
+            ``AlertSettings()`` (no loopback, no link-local).
     """
 
     def __init__(
@@ -91,17 +113,24 @@ class WebhookSender:
         backoff_max_s: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
         client: httpx.Client | None = None,
+        policy: HostRules | None = None,
     ) -> None:
         self._attempts = max(1, attempts)
-        self._backoff = backoff_initial_s
+        self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._sleep = sleep
+        self._policy: HostRules = policy if policy is not None else AlertSettings()
         # No redirects: a webhook must not be bounced to another (internal) host.
         self._client = client or httpx.Client(timeout=timeout_s, follow_redirects=False)
 
     def send(self, url: str, payload: dict[str, Any]) -> Delivery:
-        """Deliver ``payload``; never raises for network or HTTP failures."""
-        delay = self._backoff
+        """Deliver ``payload``; never raises for network, HTTP or policy failures."""
+        try:
+            _check_host(url, self._policy)
+        except BlockedHost as exc:
+            error = f"refused: host {exc}"
+            log.warning("webhook %s not called: %s", redact_url(url), error)
+            return Delivery(False, 0, None, error)
         status: int | None = None
         error = ""
         for attempt in range(1, self._attempts + 1):
@@ -117,9 +146,9 @@ class WebhookSender:
                 if not _retryable(status):
                     break
             if attempt < self._attempts:
+                delay = backoff_delay(attempt - 1, self._backoff_initial, self._backoff_max)
                 log.info("webhook %s attempt %d failed (%s), retrying in %.2fs", redact_url(url), attempt, error, delay)
                 self._sleep(delay)
-                delay = min(delay * 2, self._backoff_max)
         log.warning("webhook %s failed after %d attempts: %s", redact_url(url), attempt, error)
         return Delivery(False, attempt, status, error)
 

@@ -8,8 +8,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 import pipeline
 from pipeline.aggregate.windows import InvalidDuration
@@ -51,7 +49,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(422, str(exc))
 
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return _error(503, f"Redis unavailable: {type(exc).__name__}")
+        return _error(503, "Redis unavailable")
 
     async def request_invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -71,8 +69,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AlertExists, exists)
     app.add_exception_handler(RequestValidationError, request_invalid)
     app.add_exception_handler(ValidationError, model_invalid)
-    for exc_type in (StoreUnavailable, RedisConnectionError, RedisTimeoutError):
-        app.add_exception_handler(exc_type, unavailable)
+    app.add_exception_handler(StoreUnavailable, unavailable)
 
 
 def create_app(settings: Settings, store: RedisStore) -> FastAPI:

@@ -6,9 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.alerts.models import AlertRule, AlertState, CooldownSeconds, Label, Op, WindowSeconds
-from pipeline.ingest.sources import redact_url
-from pipeline.store.models import CAMERA_ID_PATTERN, CameraConfig, Groups
+from pipeline.common.urls import redact_url
+from pipeline.store.models import (
+    CAMERA_ID_PATTERN,
+    AlertRule,
+    AlertState,
+    CameraConfig,
+    CooldownSeconds,
+    Groups,
+    Label,
+    Op,
+    WindowSeconds,
+)
 
 
 class CameraCreate(BaseModel):

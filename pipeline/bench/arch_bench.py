@@ -1,4 +1,4 @@
-"""``emotionpipe bench arch``: served int8 speed of candidate layouts, before any training.
+"""Served int8 speed of candidate layouts, before any training (``emotionpipe bench arch``).
 
 Speed does not depend on the weights, so a layout can be judged before spending
 days training it: each candidate is built with random weights, its branches
@@ -11,16 +11,14 @@ so the ratios against them hold whatever else the machine is doing.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.bench.model_bench import environment, measure
+from pipeline.bench.model_bench import measure
 
-__all__ = ["ArchResult", "CANDIDATES", "bench_layouts", "main"]
+__all__ = ["ArchResult", "CANDIDATES", "bench_layouts", "format_table"]
 
 BASELINES = ("emonet-t", "emonet-s", "emonet-m")
 
@@ -106,54 +104,10 @@ def bench_layouts(layouts: dict[str, str], batch: int = 64, threads: int = 1, se
 
 
 def format_table(results: list[ArchResult]) -> str:
+    """Human-readable table, one row per layout."""
     head = f"{'name':<10}{'layout':<26}{'MMAC':>7}{'params k':>10}{'faces/s':>10}{'vs emonet-s':>13}"
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(f"{r.name:<10}{r.layout:<26}{r.mmacs:>7.1f}{r.params_k:>10.1f}{r.faces_per_s:>10.1f}"
                      f"{r.vs_emonet_s:>12.2f}x")
     return "\n".join(lines)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="emotionpipe bench arch",
-        description="int8 faces/s of candidate RepVGG layouts (random weights) against the shipped emonet layouts.",
-    )
-    p.add_argument("--layout", action="append", default=None, metavar="NAME=16x1,32x2,64x4,160x3",
-                   help="a candidate, width x layers per stage, repeatable (default: the built-in candidates)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seconds", type=float, default=2.0, help="measured time per layout and round")
-    p.add_argument("--repeat", type=int, default=3, help="rounds, alternating layouts; the best is kept")
-    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``emotionpipe bench arch``; returns the exit status."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.batch < 1 or args.threads < 1 or args.seconds <= 0 or args.repeat < 1:
-        p.error("--batch, --threads, --repeat must be >= 1 and --seconds > 0")
-    layouts = dict(CANDIDATES)
-    if args.layout:
-        try:
-            layouts = dict(item.split("=", 1) for item in args.layout)
-        except ValueError:
-            p.error("--layout takes NAME=LAYOUT, e.g. r1=16x1,32x2,64x4,160x3")
-    try:
-        results = bench_layouts(layouts, args.batch, args.threads, args.seconds, repeat=args.repeat)
-    except ValueError as exc:
-        p.error(str(exc))
-    if args.json:
-        print(json.dumps({"environment": environment(), "results": [asdict(r) for r in results]}, indent=1))
-    else:
-        env = environment()
-        print(f"\n{env['cores']} cores ({env['processor']}), onnxruntime {env['onnxruntime']}; int8 as served, "
-              f"batch {args.batch}, {args.threads} thread(s), best of {args.repeat} rounds of {args.seconds:g} s\n")
-        print(format_table(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,8 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-RTSP_SERVER = REPO / "tests" / "support" / "rtsp_server.py"
+#: The server script, shipped inside the package (run by SYSTEM_PYTHON, never imported).
+RTSP_SERVER = Path(__file__).resolve().with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi
 
 

@@ -8,7 +8,6 @@ errors and on Ctrl-C. Settings overrides travel to the stack as ``EP_*`` environ
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -53,14 +52,6 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
             raise HarnessError(f"--set needs KEY=VALUE, got {item!r}")
         env["EP_" + key.upper()] = value
     return env
-
-
-def add_stack_args(p: argparse.ArgumentParser) -> None:
-    """Options every live benchmark shares: source clips, settings overrides, keeping the data dir."""
-    p.add_argument("--video", action="append", type=Path, help="Source video(s); default the CREMA-D clips.")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="Settings override without the EP_ prefix, e.g. detect__threads=2 (repeatable).")
-    p.add_argument("--keep-data", action="store_true", help="Keep the stack's temporary data dir (logs, AOF).")
 
 
 def source_videos(videos: list[Path] | None, mounts: int) -> list[Path]:

@@ -1,4 +1,4 @@
-"""``emotionpipe bench model``: classifier throughput, ONNX Runtime (int8, fp32) vs PyTorch eager.
+"""Classifier throughput, ONNX Runtime (int8, fp32) vs PyTorch eager (``emotionpipe bench model``).
 
 Every configuration goes through :meth:`EmotionEngine.predict` exactly as the
 classifier replicas call it (normalisation and softmax included), so the
@@ -15,8 +15,6 @@ model, threads and batch, because absolute faces/s move with the machine
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,11 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.classify.engine import RUNTIMES, WEIGHTS_DIR, EmotionEngine
-from pipeline.exceptions import ModelError
+from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine
 from pipeline.settings import ClassifySettings
 
-__all__ = ["BenchResult", "available_cores", "measure", "run_bench", "format_table", "main"]
+__all__ = ["BenchResult", "available_cores", "environment", "format_table", "measure", "run_bench", "shipped_models"]
 
 EAGER = "torch"
 
@@ -203,62 +200,3 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    cores = available_cores()
-    p = argparse.ArgumentParser(
-        prog="emotionpipe bench model",
-        description="Faces/s of the shipped classifiers: ONNX Runtime int8 (served on CPU) and fp32 vs PyTorch eager.",
-    )
-    p.add_argument("--model", dest="models", action="append", default=None,
-                   help=f"model to measure, repeatable (default: all shipped: {', '.join(shipped_models())})")
-    p.add_argument("--runtime", dest="runtimes", action="append", choices=list(RUNTIMES), default=None,
-                   help="runtime, repeatable (default: all three)")
-    p.add_argument("--batch", dest="batches", action="append", type=int, default=None,
-                   help="faces per call, repeatable (default: 1 and 64)")
-    p.add_argument("--threads", dest="threads", action="append", type=int, default=None,
-                   help=f"intra-op threads, repeatable (default: 1 and all {cores} cores)")
-    p.add_argument("--seconds", type=float, default=2.0, help="measured time per configuration")
-    p.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per configuration")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="rounds per configuration, alternating runtimes; the best round is kept")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``emotionpipe bench model``; returns the exit status."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    cores = available_cores()
-    threads = args.threads or sorted({1, cores})
-    batches = args.batches or [1, 64]
-    if any(t < 1 for t in threads) or any(b < 1 for b in batches):
-        p.error("--threads and --batch must be >= 1")
-    if args.seconds <= 0 or args.warmup < 0 or args.repeat < 1:
-        p.error("--seconds must be > 0, --warmup >= 0 and --repeat >= 1")
-    models = args.models or shipped_models()
-    if not models:
-        p.error(f"no shipped models in {WEIGHTS_DIR}")
-    runtimes = args.runtimes or list(RUNTIMES)
-    try:
-        results = run_bench(models, runtimes, batches, threads, args.seconds, args.warmup, args.repeat)
-    except ModelError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps({"environment": environment(), "seconds": args.seconds, "warmup_s": args.warmup,
-                          "repeat": args.repeat,
-                          "results": [asdict(r) for r in results]}, indent=1))
-    else:
-        env = environment()
-        print(f"\n{env['cores']} cores ({env['processor']}), torch {env['torch']}, "
-              f"onnxruntime {env['onnxruntime']}; {args.seconds:g} s per configuration after "
-              f"{args.warmup:g} s warm-up, best of {args.repeat}; vs eager = faces/s over PyTorch eager, same run/model/threads/batch\n")
-        print(format_table(results))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

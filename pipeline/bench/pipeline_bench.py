@@ -17,7 +17,6 @@ Run: ``python load_tests/camera_ramp.py --steps 2,4,6,8,10,12 --hold 60`` (or
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -28,18 +27,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.harness import (
-    HarnessError,
-    LiveStack,
-    add_stack_args,
-    parse_overrides,
-    percentile,
-    source_videos,
-)
+from pipeline.bench.harness import HarnessError, LiveStack, percentile, source_videos
 from pipeline.bench.procstats import STAGES, StageSampler
 
 SUSTAIN_FPS_RATIO = 0.9
 SUSTAIN_P95_S = 1.0
+
+
+@dataclass(frozen=True)
+class RampOptions:
+    """One ramp's settings (the command's options; defaults in :mod:`pipeline.cli.bench`)."""
+
+    steps: tuple[int, ...]  # camera counts (run in ascending order, duplicates once)
+    fps: float  # sampling rate of every camera
+    hold: float  # measured seconds per step
+    warmup: float  # max seconds to wait for new cameras to go live
+    settle: float  # seconds between live and the measured window
+    interval: float  # sampling period (lag, CPU)
+    progress: float  # seconds between progress lines
+    mounts: int  # RTSP mounts shared round-robin by the cameras; 0 = one per camera
+    server_encode: bool  # the RTSP server decodes and re-encodes instead of passing packets through
+    out: Path  # where CSV + JSON go
+    stop_after_fail: int  # stop after this many unsustained steps in a row
+    videos: tuple[Path, ...] = ()  # source clips; empty = the CREMA-D clips
+    overrides: dict[str, str] = field(default_factory=dict)  # EP_* settings for the stack
+    keep_data: bool = False  # keep the stack's temporary data dir
 
 
 @dataclass
@@ -93,8 +105,8 @@ def slope(points: list[tuple[float, float]]) -> float:
 class PipelineBench:
     """Drives one ramp against a freshly started stack."""
 
-    def __init__(self, args: argparse.Namespace, live: LiveStack, sampler: StageSampler):
-        self.args = args
+    def __init__(self, opts: RampOptions, live: LiveStack, sampler: StageSampler):
+        self.opts = opts
         self.live = live
         self.store = live.store
         self.sampler = sampler
@@ -104,7 +116,7 @@ class PipelineBench:
         while len(self.cameras) < n:
             i = len(self.cameras)
             cam_id = f"bench-{i:02d}"
-            self.live.add_camera(cam_id, self.live.camera_url(i), self.args.fps)
+            self.live.add_camera(cam_id, self.live.camera_url(i), self.opts.fps)
             self.cameras.append(cam_id)
 
     def healths(self) -> dict[str, dict[str, Any]]:
@@ -129,22 +141,22 @@ class PipelineBench:
         print(f"  warning: cameras not live after {timeout:.0f}s: {late}", flush=True)
 
     def run_step(self, n: int) -> StepResult:
-        args = self.args
+        opts = self.opts
         self.add_cameras(n)
-        self.wait_live(args.warmup)
-        time.sleep(args.settle)  # let the detector/classifier (and autoscaler) settle on the new load
+        self.wait_live(opts.warmup)
+        time.sleep(opts.settle)  # let the detector/classifier (and autoscaler) settle on the new load
         h0 = self.healths()
         pub0, ref0 = self.published(), self.refused()
         t0 = time.time()
         self.sampler.begin()
         lags: list[tuple[float, float]] = [(0.0, float(self.store.queue_lag()))]
-        next_progress = time.monotonic() + args.progress
-        while time.time() - t0 < args.hold:
-            time.sleep(min(args.interval, max(0.05, args.hold - (time.time() - t0))))
+        next_progress = time.monotonic() + opts.progress
+        while time.time() - t0 < opts.hold:
+            time.sleep(min(opts.interval, max(0.05, opts.hold - (time.time() - t0))))
             self.sampler.sample()
             lags.append((time.time() - t0, float(self.store.queue_lag())))
             if time.monotonic() >= next_progress:
-                next_progress += args.progress
+                next_progress += opts.progress
                 self.progress(n, t0, h0, pub0, lags)
         t1 = time.time()
         h1 = self.healths()
@@ -187,7 +199,7 @@ class PipelineBench:
         stats: dict[str, Any],
     ) -> StepResult:
         dt = t1 - t0
-        fps = self.args.fps
+        fps = self.opts.fps
 
         def delta(c: str, key: str) -> int:
             return int(h1.get(c, {}).get(key, 0)) - int(h0.get(c, {}).get(key, 0))
@@ -292,34 +304,17 @@ def write_results(out: Path, results: list[StepResult], meta: dict[str, Any]) ->
     return jpath, cpath
 
 
-# --------------------------------------------------------------------------- CLI
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="emotionpipe bench pipeline", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", default="2,4,6,8,10,12", help="Camera counts of the ramp, comma separated.")
-    p.add_argument("--fps", type=float, default=5.0, help="Sampling rate of every camera.")
-    p.add_argument("--hold", type=float, default=50.0, help="Measured seconds per step.")
-    p.add_argument("--warmup", type=float, default=20.0, help="Max seconds to wait for new cameras to go live.")
-    p.add_argument("--settle", type=float, default=8.0, help="Seconds between live and the measured window.")
-    p.add_argument("--interval", type=float, default=2.0, help="Sampling period (lag, CPU).")
-    p.add_argument("--progress", type=float, default=10.0, help="Seconds between progress lines.")
-    p.add_argument("--mounts", type=int, default=2,
-                   help="RTSP mounts (= test-server encoders, ~10%% of a core each); cameras share them "
-                        "round-robin, each with its own RTSP session and decoder. 0 = one per camera.")
-    p.add_argument("--server-encode", action="store_true",
-                   help="Let the RTSP server decode and re-encode (costs ~10%% of a core per mount on the "
-                        "machine under test); default: pre-encode once and pass packets through.")
-    p.add_argument("--out", type=Path, default=Path("bench-results"), help="Where CSV + JSON go.")
-    p.add_argument("--stop-after-fail", type=int, default=2, help="Stop after this many unsustained steps in a row.")
-    add_stack_args(p)
-    return p.parse_args(argv)
+# --------------------------------------------------------------------------- run
+def run_ramp(opts: RampOptions) -> int:
+    """Run the camera ramp, print the table, write CSV + JSON.
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the camera ramp; returns 0 if the largest sustained step is found, 1 on errors."""
-    args = parse_args(argv)
-    steps = sorted({int(s) for s in args.steps.split(",") if s.strip()})
+    Returns:
+        The exit status: 0 when the ramp ran (the largest sustained step is printed), 1 on
+        errors, 130 when interrupted (Ctrl-C, SIGTERM); the stack is torn down in every case.
+    """
+    steps = sorted(set(opts.steps))
     try:
-        videos = source_videos(args.video, args.mounts if args.mounts > 0 else max(steps))
+        videos = source_videos(list(opts.videos), opts.mounts if opts.mounts > 0 else max(steps))
     except HarnessError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -332,12 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     meta: dict[str, Any] = {}
     status = 0
     try:
-        with LiveStack(videos, parse_overrides(args.set), server_encode=args.server_encode,
-                       keep_data=args.keep_data) as live:
+        with LiveStack(videos, dict(opts.overrides), server_encode=opts.server_encode,
+                       keep_data=opts.keep_data) as live:
             meta = live.meta()
             assert live.rtsp is not None
             sampler = StageSampler(live.state.pid, live.rtsp.pid, bench_pid=os.getpid())
-            bench = PipelineBench(args, live, sampler)
+            bench = PipelineBench(opts, live, sampler)
             fails = 0
             for n in steps:
                 print(f"step N={n}: adding cameras ...", flush=True)
@@ -350,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"other {r.cpu.get('other', 0):.0f}% {r.top_others} "
                       f"-> {'SUSTAINED' if r.sustained else 'NOT sustained: ' + '; '.join(r.reasons)}", flush=True)
                 fails = 0 if r.sustained else fails + 1
-                if fails >= args.stop_after_fail:
+                if fails >= opts.stop_after_fail:
                     print(f"stopping: {fails} unsustained steps in a row", flush=True)
                     break
     except KeyboardInterrupt as exc:
@@ -363,11 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         best = max((r.cameras for r in results if r.sustained), default=0)
         meta["max_sustained_cameras"] = best
         print("\n" + table(results))
-        print(f"\nlargest sustained step: {best} cameras at {args.fps:g} fps")
-        jpath, cpath = write_results(args.out, results, meta)
+        print(f"\nlargest sustained step: {best} cameras at {opts.fps:g} fps")
+        jpath, cpath = write_results(opts.out, results, meta)
         print(f"wrote {jpath} and {cpath}")
     return status
 
-
-if __name__ == "__main__":
-    sys.exit(main())

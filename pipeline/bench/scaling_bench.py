@@ -6,7 +6,7 @@ Two loads, one after the other, so the plot shows that the deployments scale ind
    then removed down to one. The ``FaceDetector`` scales on ongoing requests.
 2. **Face burst** (classifier load): synthetic 48x48 crops are pushed straight onto the faces
    stream at a fixed rate, as a burst of crowded frames would. The ``EmotionClassifier`` scales
-   on the consumer group's lag (:mod:`pipeline.runtime.autoscale`); the detector sees nothing.
+   on the consumer group's lag (:mod:`pipeline.classify.autoscale`); the detector sees nothing.
 
 Every second it records frames in/sent/dropped, faces published/classified/refused, the stream
 lag, end-to-end latency p50/p95/p99 (over the last 5 s of committed results) and the RUNNING
@@ -20,7 +20,6 @@ Run: ``emotionpipe bench scaling`` (about 7 minutes with the defaults).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import os
@@ -28,18 +27,11 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.harness import (
-    HarnessError,
-    LiveStack,
-    add_stack_args,
-    parse_overrides,
-    percentile,
-    source_videos,
-)
+from pipeline.bench.harness import HarnessError, LiveStack, percentile, source_videos
 
 DEPLOYMENTS = ("FaceDetector", "EmotionClassifier")
 BURST_CAMERA = "bench-burst"
@@ -56,6 +48,25 @@ RUN_DEFAULTS = {
 
 
 @dataclass(frozen=True)
+class ScalingOptions:
+    """One timeline's settings (the command's options; defaults in :mod:`pipeline.cli.bench`)."""
+
+    steps: tuple[int, ...]  # camera counts of the ramp; the last is the peak
+    fps: float  # sampling rate of every camera
+    warm: float  # seconds with one camera before the ramp
+    step_s: float  # seconds per ramp step
+    peak_s: float  # seconds at the peak camera count
+    cool_s: float  # seconds after each load (scale-down delay + margin)
+    burst_s: float  # seconds of synthetic face burst
+    burst_rate: float  # synthetic faces per second during the burst
+    mounts: int  # RTSP mounts shared round-robin by the cameras
+    out: Path  # where the CSV and PNG go
+    videos: tuple[Path, ...] = ()  # source clips; empty = the CREMA-D clips
+    overrides: dict[str, str] = field(default_factory=dict)  # EP_* settings, over RUN_DEFAULTS
+    keep_data: bool = False  # keep the stack's temporary data dir
+
+
+@dataclass(frozen=True)
 class Phase:
     """A stretch of the timeline with a fixed load."""
 
@@ -65,14 +76,15 @@ class Phase:
     burst_rate: float = 0.0  # synthetic faces per second pushed onto the stream
 
 
-def build_plan(args: argparse.Namespace) -> list[Phase]:
-    steps = [int(s) for s in args.steps.split(",") if s.strip()]
-    phases = [Phase("warm-up", 1, args.warm)]
-    phases += [Phase(f"{n} cams", n, args.step_s) for n in steps[:-1]]
-    phases.append(Phase(f"{steps[-1]} cams", steps[-1], args.peak_s))
-    phases.append(Phase("detector cool-down", 1, args.cool_s))
-    phases.append(Phase("face burst", 1, args.burst_s, burst_rate=args.burst_rate))
-    phases.append(Phase("classifier cool-down", 1, args.cool_s))
+def build_plan(opts: ScalingOptions) -> list[Phase]:
+    """Warm-up, the camera ramp up to the peak, cool-down, the face burst, cool-down."""
+    steps = list(opts.steps)
+    phases = [Phase("warm-up", 1, opts.warm)]
+    phases += [Phase(f"{n} cams", n, opts.step_s) for n in steps[:-1]]
+    phases.append(Phase(f"{steps[-1]} cams", steps[-1], opts.peak_s))
+    phases.append(Phase("detector cool-down", 1, opts.cool_s))
+    phases.append(Phase("face burst", 1, opts.burst_s, burst_rate=opts.burst_rate))
+    phases.append(Phase("classifier cool-down", 1, opts.cool_s))
     return phases
 
 
@@ -165,6 +177,7 @@ class Timeline:
         health = {c: self.store.get_health(c) for c in self.cameras}
         scopes = [*self.cameras, BURST_CAMERA]
         counters = {c: self.store.get_counters(c) for c in scopes}
+        server = self.store.server_stats()
         return {
             "t": time.time(),
             "health": health,
@@ -172,8 +185,8 @@ class Timeline:
             "refused": sum(v.get("refused", 0) for v in counters.values()),
             "lag": self.store.queue_lag(),
             # Redis load per face, for sizing shards (the 1,000-camera plan in the README).
-            "redis_cmds": int(self.store.client.info("stats")["total_commands_processed"]),
-            "redis_mem": int(self.store.client.info("memory")["used_memory"]),
+            "redis_cmds": server["commands_processed"],
+            "redis_mem": server["used_memory"],
         }
 
     def sample(self, phase: Phase) -> dict[str, Any]:
@@ -282,32 +295,19 @@ def plot(path: Path, rows: list[dict[str, Any]], title: str) -> None:
     plt.close(fig)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="emotionpipe bench scaling", description=__doc__.splitlines()[0])
-    p.add_argument("--steps", default="2,4,6,8", help="Camera counts of the ramp (the last is the peak).")
-    p.add_argument("--fps", type=float, default=5.0, help="Sampling rate of every camera.")
-    p.add_argument("--warm", type=float, default=30.0, help="Seconds with one camera before the ramp.")
-    p.add_argument("--step-s", type=float, default=30.0, help="Seconds per ramp step.")
-    p.add_argument("--peak-s", type=float, default=60.0, help="Seconds at the peak camera count.")
-    p.add_argument("--cool-s", type=float, default=75.0, help="Seconds after each load (scale-down delay + margin).")
-    p.add_argument("--burst-s", type=float, default=45.0, help="Seconds of synthetic face burst.")
-    p.add_argument("--burst-rate", type=float, default=600.0, help="Synthetic faces per second during the burst.")
-    p.add_argument("--mounts", type=int, default=2, help="RTSP mounts shared round-robin by the cameras.")
-    p.add_argument("--out", type=Path, default=Path("bench-results"), help="Where the CSV and PNG go.")
-    add_stack_args(p)
-    return p.parse_args(argv)
+def run_timeline(opts: ScalingOptions) -> int:
+    """Run the timeline, then write the CSV and PNG and print the per-phase table.
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the timeline; 0 on success, 1 on errors, 130 when interrupted."""
-    args = parse_args(argv)
+    Returns:
+        The exit status: 0 on success, 1 on errors, 130 when interrupted (Ctrl-C, SIGTERM).
+    """
     try:
-        videos = source_videos(args.video, args.mounts)
+        videos = source_videos(list(opts.videos), opts.mounts)
     except HarnessError as exc:
         print(exc, file=sys.stderr)
         return 1
-    overrides = {**RUN_DEFAULTS, **parse_overrides(args.set)}
-    phases = build_plan(args)
+    overrides = {**RUN_DEFAULTS, **opts.overrides}
+    phases = build_plan(opts)
     total = sum(p.seconds for p in phases)
     print(f"plan ({total:.0f} s): " + ", ".join(f"{p.name} {p.seconds:.0f}s" for p in phases), flush=True)
 
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     timeline: Timeline | None = None
     status = 0
     try:
-        with LiveStack(videos, overrides, keep_data=args.keep_data) as live:
+        with LiveStack(videos, overrides, keep_data=opts.keep_data) as live:
             replicas = ReplicaCounter(live.state.ray_address)
             burst = BurstProducer(live.store)
             burst.start()
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                 timeline = Timeline(live, replicas, burst)
                 t_run = time.monotonic()
                 for phase in phases:
-                    set_cameras(live, timeline, phase.cameras, args.fps)
+                    set_cameras(live, timeline, phase.cameras, opts.fps)
                     burst.rate = phase.burst_rate
                     end = time.monotonic() + phase.seconds
                     next_tick = time.monotonic()
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     if timeline is not None and timeline.rows:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        csv_path, png_path = args.out / f"scaling-{stamp}.csv", args.out / f"scaling-{stamp}.png"
+        csv_path, png_path = opts.out / f"scaling-{stamp}.csv", opts.out / f"scaling-{stamp}.png"
         write_csv(csv_path, timeline.rows)
         plot(png_path, timeline.rows, f"emotion-pipeline autoscaling on {os.cpu_count()} cores: "
              f"camera ramp (detector) then face burst (classifier)")
@@ -387,6 +387,3 @@ def summarize(rows: list[dict[str, Any]]) -> str:
         )
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,27 +24,42 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.classify.backends import ClassifierBackend
+from pipeline.classify.exceptions import EngineOutputError
+from pipeline.classify.preprocess import INPUT_SIZE
+from pipeline.common.backoff import backoff_delay
 from pipeline.contracts import LABELS, EmotionResult, FaceCrop
 from pipeline.exceptions import ContractError
 from pipeline.settings import ClassifySettings
-from pipeline.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
 
-CROP_SIZE = 48
+Entry = tuple[bytes, bytes]  # (stream entry id, FaceCrop payload)
 
 
-class Engine(Protocol):
-    """What the consumer needs from :class:`pipeline.classify.engine.EmotionEngine`."""
+class FaceQueue(Protocol):
+    """The part of :class:`pipeline.store.redis_store.RedisStore` the consume loop needs.
 
-    @property
-    def name(self) -> str: ...
+    Every method may raise :class:`pipeline.store.exceptions.StoreError`.
+    """
 
-    def predict(self, crops: np.ndarray) -> np.ndarray: ...
+    def ensure_group(self) -> None: ...
 
+    def read_faces(self, consumer: str, count: int, block_ms: int | None) -> list[Entry]: ...
 
-class EngineOutputError(RuntimeError):
-    """The engine returned probabilities of the wrong shape or with non-finite values."""
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]: ...
+
+    def delivery_counts(self, ids: list[bytes]) -> dict[bytes, int]: ...
+
+    def dead_letter(self, msg_id: bytes, payload: bytes, reason: str, camera_id: str | None = None) -> None: ...
+
+    def record_results(
+        self, results: list[EmotionResult], msg_ids: list[bytes], *, inference_s: float | None = None
+    ) -> int: ...
+
+    def trim_acked(self) -> int: ...
+
+    def prune_consumers(self, min_idle_ms: int) -> int: ...
 
 
 @dataclass
@@ -64,22 +79,22 @@ class ConsumerStats:
     last_error: str = ""
 
 
-def _to_gray48(crop: FaceCrop) -> np.ndarray:
+def _to_input_size(crop: FaceCrop) -> np.ndarray:
     img = np.frombuffer(crop.crop, dtype=np.uint8).reshape(crop.crop_shape)
-    if img.shape == (CROP_SIZE, CROP_SIZE):
+    if img.shape == (INPUT_SIZE, INPUT_SIZE):
         return img
     import cv2  # only for producers configured with another crop size
 
-    interp = cv2.INTER_AREA if min(img.shape) > CROP_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(img, (CROP_SIZE, CROP_SIZE), interpolation=interp)
+    interp = cv2.INTER_AREA if min(img.shape) > INPUT_SIZE else cv2.INTER_LINEAR
+    return cv2.resize(img, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
 
 
 class FaceConsumer:
     """Consumes FaceCrop messages in batches and records EmotionResults.
 
     Args:
-        store: The Redis store.
-        engine: Emotion engine with ``predict((N,48,48) uint8) -> (N,7)`` and ``name``.
+        store: The faces stream and the aggregates (the Redis store).
+        engine: The classifier backend (``predict((N,48,48) uint8) -> (N,7)``; ``name`` is recorded).
         settings: Batch size, block time, reclaim and dead-letter thresholds.
         consumer_name: Unique name in the consumer group (the Serve replica id).
         trim_interval_s: How often the acknowledged head of the stream is trimmed.
@@ -88,8 +103,8 @@ class FaceConsumer:
 
     def __init__(
         self,
-        store: RedisStore,
-        engine: Engine,
+        store: FaceQueue,
+        engine: ClassifierBackend,
         settings: ClassifySettings,
         consumer_name: str,
         *,
@@ -194,7 +209,7 @@ class FaceConsumer:
         return keep
 
     def _predict(self, crops: list[FaceCrop]) -> np.ndarray:
-        stack = np.stack([_to_gray48(c) for c in crops]).astype(np.uint8, copy=False)
+        stack = np.stack([_to_input_size(c) for c in crops]).astype(np.uint8, copy=False)
         probs = np.asarray(self.engine.predict(stack), dtype=np.float64)
         if probs.shape != (len(crops), len(LABELS)) or not np.all(np.isfinite(probs)):
             raise EngineOutputError(
@@ -229,19 +244,20 @@ class FaceConsumer:
         backoff: the loop must outlive a Redis restart. Idle waiting happens inside
         XREADGROUP's block, so the loop stops within ``block_ms`` of the event.
         """
-        backoff = 0.1
+        failures = 0
         log.info("consumer %s started (batch %d)", self.name, self.settings.batch_size)
         while not stop_event.is_set():
             try:
                 self.run_once()
-                backoff = 0.1
+                failures = 0
             except Exception as exc:  # noqa: BLE001 - the loop must survive any one batch
                 self.stats.errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 self._group_ready = False  # Redis may have restarted empty
-                log.exception("consumer %s: batch failed, retrying in %.1fs", self.name, backoff)
-                stop_event.wait(backoff)
-                backoff = min(backoff * 2, max_backoff_s)
+                delay = backoff_delay(failures, 0.1, max_backoff_s)
+                failures += 1
+                log.exception("consumer %s: batch failed, retrying in %.1fs", self.name, delay)
+                stop_event.wait(delay)
         log.info("consumer %s stopped", self.name)
 
     def snapshot(self) -> dict[str, float | int | str]:

@@ -18,15 +18,14 @@ from typing import Any
 
 from ray import serve
 
-from pipeline.classify.consumer import Engine, FaceConsumer
+from pipeline.classify.backends import ClassifierBackend, create_backend
+from pipeline.classify.consumer import FaceConsumer
+from pipeline.classify.exceptions import ClassifierDied
 from pipeline.settings import Settings
+from pipeline.store.exceptions import StoreError
 from pipeline.store.redis_store import RedisStore
 
 log = logging.getLogger(__name__)
-
-
-class ClassifierDied(RuntimeError):
-    """The consume loop thread is no longer running."""
 
 
 def _replica_name() -> str:
@@ -54,7 +53,7 @@ class ClassifierWorker:
     Args:
         settings: The settings tree (``redis.url`` must be set).
         consumer_name: Consumer name in the group; default a unique per-process name.
-        engine: Engine to use; default ``EmotionEngine.load(settings.classify)``.
+        engine: Classifier to use; default the backend ``settings.classify`` names.
         store: Store to use; default one connected from the settings.
     """
 
@@ -62,15 +61,13 @@ class ClassifierWorker:
         self,
         settings: Settings,
         consumer_name: str | None = None,
-        engine: Engine | None = None,
+        engine: ClassifierBackend | None = None,
         store: RedisStore | None = None,
     ) -> None:
         if engine is None:
-            from pipeline.classify.engine import EmotionEngine  # heavy: torch/onnxruntime
-
-            engine = EmotionEngine.load(settings.classify)
+            engine = create_backend(settings.classify)  # imports torch/onnxruntime (or deepface) now
         self.store = store or RedisStore.from_settings(settings)
-        self.engine: Engine = engine
+        self.engine: ClassifierBackend = engine
         self.consumer = FaceConsumer(self.store, engine, settings.classify, consumer_name or _replica_name())
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -89,7 +86,7 @@ class ClassifierWorker:
 
     @property
     def runtime(self) -> str:
-        # Not part of the consumer's Engine protocol: engines injected by tests need not say.
+        # Every backend says; bare engines that unit tests inject may not.
         return str(getattr(self.engine, "runtime", "unknown"))
 
     @property
@@ -112,7 +109,7 @@ class ClassifierWorker:
         }
         try:
             out["queue"] = self.store.queue_stats()
-        except Exception as exc:  # noqa: BLE001 - stats must answer even when Redis is down
+        except StoreError as exc:  # stats must answer even when Redis is down
             out["queue_error"] = f"{type(exc).__name__}: {exc}"
         return out
 
@@ -142,7 +139,7 @@ class EmotionClassifier:
         """Custom autoscaling metric: faces waiting or in flight in the consumer group."""
         try:
             return {"queue_lag": float(self._worker.queue_lag())}
-        except Exception:  # noqa: BLE001 - Redis down: report nothing new rather than fail
+        except StoreError:  # Redis down: report nothing new rather than fail
             return {}
 
     def __del__(self) -> None:

@@ -8,8 +8,11 @@ The safetensors file is the single source of truth. Three runtimes:
   1.5-1.9x the faces/s of fp32 for 0.2-0.3 points of accuracy.
 * ``onnx``: fp32, exported to ONNX in memory at load time (about a second);
   ONNX Runtime runs these small convnets ~2x faster than PyTorch eager.
-* ``torch``: PyTorch, used on GPUs (``num_gpus > 0``) and the reference the
-  tests compare the others against.
+* ``torch``: PyTorch, used on GPUs (``num_gpus > 0`` or ``force_cuda``) and
+  the reference the tests compare the others against.
+
+:class:`EmotionEngine` is the ``emonet`` classifier backend (registered with
+:mod:`pipeline.classify.backends`, which builds whichever backend settings name).
 """
 
 from __future__ import annotations
@@ -18,21 +21,22 @@ import hashlib
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, get_args
 
 import numpy as np
 
-from pipeline.classify.preprocess import normalise
-from pipeline.exceptions import ModelError
-from pipeline.settings import ClassifySettings
+from pipeline.classify.backends import register_backend
+from pipeline.classify.exceptions import StaleInt8Model, UnknownModel, WeightsError
+from pipeline.classify.preprocess import INPUT_SIZE, normalise
+from pipeline.contracts import LABELS
+from pipeline.settings import ClassifierRuntime, ClassifySettings
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-RUNTIMES = ("onnx-int8", "onnx", "torch")
+RUNTIMES: tuple[str, ...] = get_args(ClassifierRuntime)
 INT8_SUFFIX = ".int8.onnx"
 
 
@@ -56,42 +60,55 @@ class Runner(Protocol):
 
 
 def weights_path(settings: ClassifySettings) -> Path:
-    """The weights file selected by settings (explicit path or a shipped model name)."""
+    """The weights file selected by settings (explicit path or a shipped model name).
+
+    Raises:
+        UnknownModel: ``settings.model`` is not a shipped model.
+    """
     if settings.weights is not None:
         return Path(settings.weights)
     path = WEIGHTS_DIR / f"{settings.model}.safetensors"
     if not path.exists():
         shipped = ", ".join(sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors")))
-        raise ModelError(f"unknown model {settings.model!r}; shipped: {shipped}")
+        raise UnknownModel(f"unknown model {settings.model!r}; shipped: {shipped}")
     return path
 
 
 def read_card(weights: Path) -> ModelCard:
+    """The model card next to ``weights``.
+
+    Raises:
+        WeightsError: the card is missing or invalid.
+    """
     card_path = weights.with_suffix(".json")
     try:
         raw = json.loads(card_path.read_text())
         return ModelCard(name=raw["name"], arch=raw["arch"], version=int(raw["version"]),
                          metrics=raw.get("metrics", {}), int8=raw.get("int8"))
     except FileNotFoundError:
-        raise ModelError(f"model card {card_path} is missing (it names the architecture)") from None
+        raise WeightsError(f"model card {card_path} is missing (it names the architecture)") from None
     except (KeyError, ValueError, TypeError) as exc:
-        raise ModelError(f"model card {card_path} is invalid: {exc}") from None
+        raise WeightsError(f"model card {card_path} is invalid: {exc}") from None
 
 
 def load_torch_model(weights: Path, arch: str):  # -> torch.nn.Module
-    """Build ``arch`` and load ``weights`` (safetensors) into it, eval mode."""
+    """Build ``arch`` and load ``weights`` (safetensors) into it, eval mode.
+
+    Raises:
+        WeightsError: the file is missing, corrupt or holds another architecture.
+    """
     from safetensors.torch import load_file
 
     from pipeline.classify.model import build_model, fuse_branches
 
     if not weights.exists():
-        raise ModelError(f"weights file {weights} not found")
+        raise WeightsError(f"weights file {weights} not found")
     model = fuse_branches(build_model(arch))  # weights are stored in the served form
     try:
         state = load_file(str(weights))
         model.load_state_dict(state)
     except Exception as exc:  # corrupt file, wrong architecture: both unusable
-        raise ModelError(f"cannot load {weights} as {arch}: {exc}") from None
+        raise WeightsError(f"cannot load {weights} as {arch}: {exc}") from None
     model.eval()
     return model
 
@@ -110,9 +127,10 @@ def onnx_bytes(model: Any) -> bytes:
     import torch
 
     buf = io.BytesIO()
+    example = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)
     # The stubs want a tuple and a path; a tensor and a file object are accepted at run time.
     torch.onnx.export(
-        model, torch.zeros(1, 1, 48, 48), buf, input_names=["x"], output_names=["logits"],  # type: ignore[arg-type]
+        model, example, buf, input_names=["x"], output_names=["logits"],  # type: ignore[arg-type]
         dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, dynamo=False,
     )
     return buf.getvalue()
@@ -122,16 +140,17 @@ def _int8_model(weights: Path, card: ModelCard) -> bytes | None:
     """The int8 model for ``weights``, or None when none was made.
 
     Raises:
-        ModelError: the int8 file was made from other weights (stale).
+        StaleInt8Model: the int8 file was made from other weights.
+        WeightsError: the weights file is missing.
     """
     path = int8_path(weights)
     if not path.exists():
         return None
     if not weights.exists():
-        raise ModelError(f"weights file {weights} not found")
+        raise WeightsError(f"weights file {weights} not found")
     made_from = (card.int8 or {}).get("source_sha256")
     if made_from != file_sha256(weights):
-        raise ModelError(
+        raise StaleInt8Model(
             f"{path.name} was not made from {weights.name} (the card's int8.source_sha256 does not match); "
             "re-run `emotionpipe quantize` or use runtime onnx"
         )
@@ -165,7 +184,13 @@ def _torch_runner(model: Any, threads: int, device: str) -> Runner:
 
 
 class EmotionEngine:
-    """Classifies aligned gray faces; ``predict`` is safe to call with any batch size."""
+    """The ``emonet`` backend: classifies aligned gray faces with a shipped (or given) model.
+
+    Satisfies :class:`~pipeline.classify.backends.ClassifierBackend`; ``predict`` is safe to
+    call with any batch size.
+    """
+
+    type: ClassVar[str] = "emonet"
 
     def __init__(self, card: ModelCard, runner: Runner, runtime: str, tta: bool = False) -> None:
         self.card = card
@@ -179,22 +204,21 @@ class EmotionEngine:
 
     @classmethod
     def load(cls, settings: ClassifySettings) -> EmotionEngine:
-        """Load the configured model for the configured runtime.
+        """Load the configured emonet model for the configured runtime.
+
+        Code that serves whichever backend settings name calls
+        :func:`pipeline.classify.backends.create_backend` instead.
 
         Raises:
-            ModelError: unknown runtime/backend, missing or corrupt weights.
+            UnknownModel: ``settings.model`` is not a shipped model.
+            WeightsError: missing or corrupt weights or card.
+            StaleInt8Model: the int8 model was made from other weights.
         """
-        if settings.backend != "emonet":
-            from pipeline.classify.deepface_backend import load_deepface_engine
-
-            return load_deepface_engine(settings)  # type: ignore[return-value]
-        if settings.runtime not in RUNTIMES:
-            raise ModelError(f"unknown runtime {settings.runtime!r}; use one of {', '.join(RUNTIMES)}")
         weights = weights_path(settings)
         card = read_card(weights)
-        runtime = settings.runtime
+        runtime: str = settings.runtime
         device = "cpu"
-        if settings.num_gpus > 0 or os.environ.get("EP_FORCE_CUDA"):
+        if settings.num_gpus > 0 or settings.force_cuda:
             import torch
 
             if torch.cuda.is_available():
@@ -219,8 +243,9 @@ class EmotionEngine:
         return cls(card, runner, f"{runtime}/{device}", tta=settings.tta)
 
     def logits(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 faces ``(N, 48, 48)`` -> float32 logits ``(N, 7)`` (mirror-averaged with TTA)."""
         if len(crops) == 0:
-            return np.zeros((0, 7), np.float32)
+            return np.zeros((0, len(LABELS)), np.float32)
         x = normalise(crops)
         if not self.tta:
             return np.asarray(self._run(x), dtype=np.float32)
@@ -235,3 +260,6 @@ class EmotionEngine:
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+
+register_backend(EmotionEngine.type)(EmotionEngine.load)

@@ -1,6 +1,6 @@
 """Offline analysis of image and video files with the pipeline's own code.
 
-Faces are detected, aligned and cropped by :class:`FaceDetector` exactly as on
+Faces are detected, aligned and cropped by :class:`DetectionStage` exactly as on
 live streams, then classified by an engine; per-face results come back as
 plain dataclasses (``to_dict()`` for JSON). Used by the CLI and by evaluation.
 """
@@ -10,34 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
 
+from pipeline.classify.backends import ClassifierBackend
 from pipeline.contracts import LABELS
 from pipeline.detect import tracker
-from pipeline.detect.detector import FaceDetector
+from pipeline.detect.detector import DetectionStage
 from pipeline.detect.exceptions import MediaError
 from pipeline.detect.types import Detection
 
-__all__ = ["FaceAnalysis", "FileAnalysis", "EmotionEngineLike", "analyze_paths", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+__all__ = ["FaceAnalysis", "FileAnalysis", "analyze_paths", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 # Crops are classified in chunks so a long video never builds one huge batch.
 _CHUNK = 256
-
-
-class EmotionEngineLike(Protocol):
-    """The interface of :class:`pipeline.classify.engine.EmotionEngine` used here."""
-
-    @property
-    def name(self) -> str: ...
-
-    def predict(self, crops: np.ndarray) -> np.ndarray:
-        """``(N, 48, 48)`` uint8 crops -> ``(N, 7)`` float32 probabilities in LABELS order."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +106,7 @@ def _video_frames(
         cap.release()
 
 
-def _classify(engine: EmotionEngineLike, crops: list[np.ndarray]) -> np.ndarray:
+def _classify(engine: ClassifierBackend, crops: list[np.ndarray]) -> np.ndarray:
     if not crops:
         return np.zeros((0, len(LABELS)), dtype=np.float32)
     batch = np.stack(crops)
@@ -126,8 +115,8 @@ def _classify(engine: EmotionEngineLike, crops: list[np.ndarray]) -> np.ndarray:
 
 def analyze_file(
     path: str | Path,
-    detector: FaceDetector,
-    engine: EmotionEngineLike,
+    detector: DetectionStage,
+    engine: ClassifierBackend,
     sample_fps: float = 2.0,
     max_frames: int | None = None,
 ) -> FileAnalysis:
@@ -151,7 +140,7 @@ def analyze_file(
 
     found: list[tuple[int, float, Detection, int]] = []
     crops: list[np.ndarray] = []
-    tracks = tracker.TrackState()
+    tracks = tracker.TrackerState()
     for index, t_s, frame in frames:
         result.height, result.width = frame.shape[:2]
         result.frames_analyzed += 1
@@ -174,8 +163,8 @@ def analyze_file(
 
 def analyze_paths(
     paths: Iterable[str | Path],
-    detector: FaceDetector,
-    engine: EmotionEngineLike,
+    detector: DetectionStage,
+    engine: ClassifierBackend,
     sample_fps: float = 2.0,
     max_frames: int | None = None,
 ) -> list[FileAnalysis]:
@@ -184,7 +173,7 @@ def analyze_paths(
     Args:
         paths: Files or directories.
         detector: The pipeline's detector (same detect/align/crop code as live).
-        engine: Classifier with ``predict((N, 48, 48) uint8) -> (N, 7)`` and ``name``.
+        engine: Any classifier backend (``predict((N, 48, 48) uint8) -> (N, 7)``; ``name`` is reported).
         sample_fps: Frames per second analysed in videos.
         max_frames: Cap on analysed frames per video (``None`` = whole video).
 

@@ -10,12 +10,12 @@ Built-in backends living in their own modules are imported lazily by
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
-from typing import ClassVar, Protocol, TypeVar, runtime_checkable
+from collections.abc import Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from pipeline.common.plugins import PluginRegistry
 from pipeline.detect.exceptions import BackendLoadError, UnknownBackend
 from pipeline.detect.types import Detection
 from pipeline.settings import DetectSettings
@@ -44,33 +44,17 @@ class DetectorBackend(Protocol):
         ...
 
 
-BackendFactory = Callable[[DetectSettings], DetectorBackend]
-_B = TypeVar("_B")
-
-_REGISTRY: dict[str, BackendFactory] = {}
-
 # Built-ins defined in modules of their own, imported on first use (they pull
 # heavy dependencies that fast unit tests and the API process never need).
-_LAZY_MODULES: dict[str, str] = {"retinaface": "pipeline.detect.retinaface_backend"}
+_BACKENDS: PluginRegistry[DetectSettings, DetectorBackend] = PluginRegistry(
+    "detector backend", {"retinaface": "pipeline.detect.retinaface_backend"}, UnknownBackend, BackendLoadError
+)
 
-
-def register_backend(type_name: str) -> Callable[[_B], _B]:
-    """Class decorator registering a backend under ``type_name``.
-
-    The class must accept a :class:`DetectSettings` as its only required
-    constructor argument.
-    """
-
-    def wrap(cls: _B) -> _B:
-        _REGISTRY[type_name] = cls  # type: ignore[assignment]
-        return cls
-
-    return wrap
-
-
-def available_backends() -> list[str]:
-    """Names that :func:`create_backend` accepts."""
-    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
+#: Class decorator registering a backend under a type name; the class must accept a
+#: :class:`DetectSettings` as its only required constructor argument.
+register_backend = _BACKENDS.register
+#: Names that :func:`create_backend` accepts.
+available_backends = _BACKENDS.names
 
 
 def create_backend(settings: DetectSettings) -> DetectorBackend:
@@ -80,16 +64,7 @@ def create_backend(settings: DetectSettings) -> DetectorBackend:
         UnknownBackend: No backend of that name exists.
         BackendLoadError: The backend's module or model could not be loaded.
     """
-    name = settings.backend
-    if name not in _REGISTRY and name in _LAZY_MODULES:
-        try:
-            importlib.import_module(_LAZY_MODULES[name])
-        except ImportError as exc:
-            raise BackendLoadError(f"detector backend {name!r} cannot be imported: {exc}") from exc
-    factory = _REGISTRY.get(name)
-    if factory is None:
-        raise UnknownBackend(f"unknown detector backend {name!r}; known: {', '.join(available_backends())}")
-    return factory(settings)
+    return _BACKENDS.create(settings)
 
 
 # Where the five landmarks sit inside a face box, as fractions of (w, h); rough

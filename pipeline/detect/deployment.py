@@ -11,15 +11,15 @@ import logging
 import time
 
 import numpy as np
-import redis
 from ray import serve
 
-from pipeline.detect.detector import FaceDetector as FaceDetectorLogic
+from pipeline.detect.detector import DetectionStage
 from pipeline.detect.snapshot import SnapshotWriter
-from pipeline.detect.tracker import TrackState
+from pipeline.detect.tracker import TrackerState
 from pipeline.detect.types import DetectResult, FrameMeta
 from pipeline.exceptions import ConfigError
 from pipeline.settings import Settings
+from pipeline.store.exceptions import StoreError
 
 __all__ = ["FaceDetector"]
 
@@ -47,7 +47,7 @@ class FaceDetector:
 
         if not settings.redis.url:
             raise ConfigError("FaceDetector needs settings.redis.url (resolve the embedded server first)")
-        self._logic = FaceDetectorLogic(settings.detect)
+        self._logic = DetectionStage(settings.detect)
         self._max_age_s = settings.detect.max_frame_age_s
         # from_settings carries the stream bound (classify.stream_maxlen) the
         # store enforces when it refuses crops.
@@ -55,19 +55,19 @@ class FaceDetector:
         # Dashboard snapshots, only for cameras whose keep_frames flag is on (off by default).
         self._snapshots = SnapshotWriter(self._store)
 
-    def detect(self, frame: np.ndarray, meta: FrameMeta, tracks: TrackState | None) -> DetectResult:
-        """Process one frame of one camera; see :meth:`FaceDetectorLogic.process`.
+    def detect(self, frame: np.ndarray, meta: FrameMeta, tracks: TrackerState | None) -> DetectResult:
+        """Process one frame of one camera; see :meth:`DetectionStage.process`.
 
         A frame older than ``detect.max_frame_age_s`` (live capture time) is skipped: it sat in
         the replica's queue behind a backlog, its result would be late anyway, and skipping is
         what lets the queue drain, so latency stays bounded under overload. The reader counts it.
         """
         if is_stale(meta, self._max_age_s, time.time()):
-            return DetectResult(0, (), (), tracks or TrackState(), skipped_stale=True)
+            return DetectResult(0, (), (), tracks or TrackerState(), skipped_stale=True)
         result = self._logic.process(frame, meta, tracks, self._store)
         try:
             self._snapshots.offer(meta.camera_id, frame, result.boxes, result.track_ids)
-        except (redis.RedisError, ValueError) as exc:
+        except (StoreError, ValueError) as exc:
             # A snapshot is a convenience for the UI: losing one must not lose the frame's faces.
             log.warning("camera %s: snapshot not stored: %s", meta.camera_id, type(exc).__name__)
         return result

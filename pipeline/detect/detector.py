@@ -1,6 +1,6 @@
 """Detection stage logic, free of Ray: detect, align, crop, track, publish.
 
-:class:`FaceDetector` is what the Serve deployment wraps and what
+:class:`DetectionStage` is what the ``FaceDetector`` Serve deployment wraps and what
 :mod:`pipeline.detect.analyze` uses for offline files, so live streams and
 offline analysis cut faces with exactly the same code.
 """
@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
-import redis
 
 from pipeline.contracts import FaceCrop
 from pipeline.detect import tracker
@@ -22,15 +21,20 @@ from pipeline.detect.exceptions import InvalidFrame, PublishError
 from pipeline.detect.refine import refine_tilted
 from pipeline.detect.types import Detection, DetectResult, FrameMeta
 from pipeline.settings import DetectSettings
+from pipeline.store.exceptions import StoreError
 
-__all__ = ["FaceDetector", "FacePublisher"]
+__all__ = ["DetectionStage", "FacePublisher"]
 
 
 class FacePublisher(Protocol):
     """The part of :class:`pipeline.store.redis_store.RedisStore` this stage needs."""
 
     def publish_faces(self, crops: list[FaceCrop]) -> int:
-        """Append crops to the faces stream; returns how many, 0 when refused."""
+        """Append crops to the faces stream; returns how many, 0 when refused.
+
+        Raises:
+            StoreError: the store failed (``StoreUnavailable`` when Redis cannot be reached).
+        """
         ...
 
 
@@ -45,8 +49,8 @@ def _check_frame(frame: np.ndarray) -> None:
         raise InvalidFrame(f"expected (H, W) or (H, W, 3), got {frame.shape}")
 
 
-class FaceDetector:
-    """Face detection, alignment and tracking for one process.
+class DetectionStage:
+    """Face detection, alignment and tracking for one process (the ``FaceDetector`` replica's logic).
 
     Args:
         settings: The ``detect`` section of the settings tree.
@@ -87,8 +91,8 @@ class FaceDetector:
         return align_faces(frame, detections, self.settings.crop_size)
 
     def track(
-        self, tracks: tracker.TrackState, detections: Sequence[Detection], ts: float
-    ) -> tuple[tracker.TrackState, list[int]]:
+        self, tracks: tracker.TrackerState, detections: Sequence[Detection], ts: float
+    ) -> tuple[tracker.TrackerState, list[int]]:
         """Advance the camera's tracker with this frame's faces."""
         return tracker.step(
             tracks, [d.bbox for d in detections], ts,
@@ -99,7 +103,7 @@ class FaceDetector:
         self,
         frame: np.ndarray,
         meta: FrameMeta,
-        tracks: tracker.TrackState | None,
+        tracks: tracker.TrackerState | None,
         store: FacePublisher | None,
     ) -> DetectResult:
         """Detect, align, track and publish the faces of one frame.
@@ -129,7 +133,7 @@ class FaceDetector:
         timings["align"] = _ms(t)
 
         t = time.perf_counter()
-        new_tracks, track_ids = self.track(tracks or tracker.TrackState(), detections, meta.ts)
+        new_tracks, track_ids = self.track(tracks or tracker.TrackerState(), detections, meta.ts)
         timings["track"] = _ms(t)
 
         refused = False
@@ -145,7 +149,7 @@ class FaceDetector:
             ]
             try:
                 published = store.publish_faces(messages)
-            except redis.RedisError as exc:
+            except StoreError as exc:
                 raise PublishError(f"cannot publish {len(messages)} faces of {meta.camera_id}: {exc}") from exc
             refused = published == 0
         timings["publish"] = _ms(t)

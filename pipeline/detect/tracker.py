@@ -1,6 +1,6 @@
 """Per-camera IoU tracker as a pure function.
 
-The StreamReader of a camera owns the :class:`TrackState`; it sends it with
+The StreamReader of a camera owns the :class:`TrackerState`; it sends it with
 each frame and keeps the state returned with the result. The detector replicas
 therefore stay stateless, so Serve may route consecutive frames of a camera to
 different replicas (or restart one) without corrupting tracks.
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BBox = tuple[int, int, int, int]
+from pipeline.contracts import BBox
 
-__all__ = ["Track", "TrackState", "iou_matrix", "step"]
+__all__ = ["Track", "TrackerState", "iou_matrix", "step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +34,8 @@ class Track:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackState:
-    """All live tracks of one camera plus the next id to hand out.
+class TrackerState:
+    """The tracker's state for one camera: all live tracks plus the next id to hand out.
 
     Ids are unique per camera for the camera's lifetime (the StreamReader keeps
     the state), never reused, and carry no identity information.
@@ -91,16 +91,16 @@ def _greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
 
 
 def step(
-    state: TrackState,
+    state: TrackerState,
     boxes: Sequence[BBox],
     ts: float,
     iou_threshold: float = 0.3,
     max_age_s: float = 2.0,
-) -> tuple[TrackState, list[int]]:
+) -> tuple[TrackerState, list[int]]:
     """Advance a camera's tracks by one frame.
 
     Args:
-        state: Tracks after the previous frame (``TrackState()`` to start).
+        state: Tracks after the previous frame (``TrackerState()`` to start).
         boxes: This frame's face boxes ``(x, y, w, h)``.
         ts: Capture time of this frame (seconds).
         iou_threshold: Minimum IoU for a box to continue a track.
@@ -135,4 +135,4 @@ def step(
         next_id += 1
 
     kept = [updated.get(i, t) for i, t in enumerate(alive)]
-    return TrackState(tracks=tuple(kept + new_tracks), next_id=next_id), ids
+    return TrackerState(tracks=tuple(kept + new_tracks), next_id=next_id), ids

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.detect.tracker import TrackState
+from pipeline.contracts import BBox
+from pipeline.detect.tracker import TrackerState
 
-BBox = tuple[int, int, int, int]
-
-__all__ = ["BBox", "Detection", "DetectResult", "FrameMeta", "TrackState"]
+__all__ = ["BBox", "Detection", "DetectResult", "FrameMeta", "TrackerState"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -69,7 +68,7 @@ class DetectResult:
     n_faces: int
     boxes: tuple[BBox, ...]
     track_ids: tuple[int, ...]
-    tracks: TrackState
+    tracks: TrackerState
     publish_refused: bool = False
     skipped_stale: bool = False
     timings: dict[str, float] = field(default_factory=dict)

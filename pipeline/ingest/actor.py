@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from pipeline.contracts import APP_NAME
 from pipeline.ingest.reader import FrameGrabber
 from pipeline.ingest.sources import validate_source
 from pipeline.ingest.stream import CameraStream, HealthValue
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "emotionpipe"
 DETECTOR_DEPLOYMENT = "FaceDetector"
 # One reader mostly waits on sockets and the detector; many cameras must fit on 2 cores.
 READER_NUM_CPUS = 0.05

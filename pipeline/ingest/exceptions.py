@@ -1,7 +1,7 @@
 """Exceptions of the ingest stage.
 
 Messages never contain credentials: every URL in them went through
-:func:`pipeline.ingest.sources.redact_url` first.
+:func:`pipeline.common.urls.redact_url` first.
 """
 
 from pipeline.exceptions import PipelineError
@@ -18,6 +18,3 @@ class InvalidSource(IngestError):
 class SourceUnavailable(IngestError):
     """A valid source could not be opened right now (network, server, device)."""
 
-
-class ReaderStopped(IngestError):
-    """An operation needs a running reader, but it was stopped or has failed."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipeline.common.backoff import backoff_delay
 from pipeline.exceptions import ConfigError
 from pipeline.ingest.exceptions import InvalidSource
 
@@ -214,8 +215,7 @@ class CameraReconciler:
     def _schedule_retry(self, camera_id: str, now: float) -> None:
         failures = self._failures.get(camera_id, 0)
         self._failures[camera_id] = failures + 1
-        cap = min(self._backoff_max, self._backoff_initial * (2.0**failures))
-        self._retry_at[camera_id] = now + self._rng.uniform(0.0, cap)
+        self._retry_at[camera_id] = now + backoff_delay(failures, self._backoff_initial, self._backoff_max, self._rng)
 
     def _is_alive(self, handle: Any) -> bool:
         try:
@@ -312,11 +312,6 @@ class CameraManager:
                     log.warning("reconcile failed: %s", message)
                 self._last_error = message
             self._halt.wait(self._interval)
-
-    def reconcile_now(self) -> dict[str, Any]:
-        """Run one pass immediately and return its report (as a dict)."""
-        report = self._reconciler.reconcile()
-        return dict(report.__dict__)
 
     def status(self) -> dict[str, Any]:
         """Running camera ids and the last reconcile error."""

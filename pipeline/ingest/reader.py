@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.common.backoff import backoff_delay
+from pipeline.common.rate import sliding_rate
 from pipeline.ingest.exceptions import SourceUnavailable
 from pipeline.ingest.sources import Source, open_capture
 from pipeline.ingest.types import Capture, CaptureFactory, Frame, GrabberStats, StreamState
@@ -257,11 +259,7 @@ class FrameGrabber:
             conn.abandoned.set()
 
     def _fps_locked(self, now: float) -> float:
-        times = [t for t in self._times if now - t <= _FPS_WINDOW_S]
-        if len(times) < 2 or now - times[-1] > _FPS_WINDOW_S / 2:
-            return 0.0
-        span = times[-1] - times[0]
-        return (len(times) - 1) / span if span > 0 else 0.0
+        return sliding_rate(self._times, now, _FPS_WINDOW_S)
 
     def _set_state(self, state: StreamState) -> None:
         with self._cond:
@@ -277,11 +275,10 @@ class FrameGrabber:
             log.warning("%s", error)
 
     def _backoff(self, attempt: int) -> float:
-        # Full jitter (AWS architecture blog): spreads reconnects of many cameras
-        # behind one failed server instead of synchronising them.
+        # Full jitter: spreads reconnects of many cameras behind one failed server
+        # instead of synchronising them.
         s = self._settings
-        cap = min(s.backoff_max_s, s.backoff_initial_s * (2.0**attempt))
-        return self._rng.uniform(0.0, cap)
+        return backoff_delay(attempt, s.backoff_initial_s, s.backoff_max_s, self._rng)
 
     def _supervise(self) -> None:
         attempt = 0

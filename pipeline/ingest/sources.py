@@ -1,7 +1,8 @@
-"""Camera sources: credential redaction, validation and opening with OpenCV.
+"""Camera sources: validation against the ingest settings and opening with OpenCV.
 
-:func:`redact_url` is the one place that hides secrets in camera URLs; every log
-line, error message and health record that mentions a URL goes through it.
+URLs are shown only through :func:`pipeline.common.urls.redact_url`; every log line, error
+message and health record that mentions a source holds its redacted form. Where a stream
+may point is decided by :mod:`pipeline.common.netpolicy` with the ``ingest`` switches.
 """
 
 from __future__ import annotations
@@ -14,92 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from pipeline.common.netpolicy import BlockedHost, check_host
+from pipeline.common.urls import HOSTPORT_RE, SCHEME_RE, redact_url, url_hostport
 from pipeline.ingest.exceptions import InvalidSource, SourceUnavailable
-from pipeline.ingest.netpolicy import BlockedHost, check_host
 
 if TYPE_CHECKING:
     from pipeline.settings import IngestSettings
 
-MASK = "***"
 MAX_URL_LEN = 4096
+#: Settings section named in policy refusals (``set ingest.allow_loopback ...``).
+POLICY_SECTION = "ingest"
 
-# A scheme as RFC 3986 defines it, followed by "//".
-_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
-# host[:port] where host is a name, IPv4 or bracketed IPv6 address.
-_HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-%~]+)(:\d{1,5})?$")
 _WEBCAM_RE = re.compile(r"^(?:webcam:)?(\d{1,3})$")
-# Query/fragment parameters whose values are secrets. Substring match on the name, so
-# X-Amz-Signature, access_token, api_key and sessionid are all covered; masking a
-# harmless parameter costs nothing, leaking a secret does.
-_SECRET_PARAM_RE = re.compile(
-    r"(?P<lead>^|[?&;#])(?P<name>[^=&;#?]*(?:pass|pwd|token|secret|key|auth|sig|credential|session)"
-    r"[^=&;#?]*)=(?P<value>[^&;#]*)",
-    re.IGNORECASE,
-)
-
-
-def _split_userinfo(rest: str) -> tuple[str | None, str]:
-    """Split ``userinfo@host/...`` into (userinfo, remainder) tolerating raw special chars.
-
-    Cameras are often registered with unencoded passwords (``p@ss/w:rd``), which
-    standard URL parsers split in the wrong place and partly print. When ambiguous
-    we choose the reading that hides more.
-    """
-    if "@" not in rest:
-        return None, rest
-    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
-    authority = rest[:cut]
-    if "@" not in authority:
-        # "user:pa/ss@host": the authority looks like "user:pa", which is not host:port
-        # (or might be, "user:1234"); a ':' before the first '/' plus a later '@' means
-        # credentials far more often than an '@' inside a path.
-        if ":" not in authority:
-            return None, rest
-    ats = [i for i, c in enumerate(rest) if c == "@"]
-    # The userinfo ends at the last '@' that is followed by a plausible host[:port].
-    for at in reversed(ats):
-        tail = rest[at + 1 :]
-        end = min((i for i in (tail.find(c) for c in "/?#") if i >= 0), default=len(tail))
-        if _HOSTPORT_RE.match(tail[:end]):
-            return rest[:at], tail
-    return rest[: ats[-1]], rest[ats[-1] + 1 :]
-
-
-def _mask_userinfo(userinfo: str) -> str:
-    if ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        return f"{user}:{MASK}" if user else MASK
-    # A lone userinfo is often an API token rather than a user name.
-    return MASK
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with credentials masked, safe for logs, errors and the API.
-
-    ``rtsp://admin:s3cr3t@cam/live?token=abc`` becomes
-    ``rtsp://admin:***@cam/live?token=***``. Passwords with raw special
-    characters (``@ / : ? #``) are handled; when the URL is ambiguous more is masked,
-    never less. Strings without credentials (file paths, ``webcam:0``) are
-    returned unchanged.
-
-    Args:
-        url: A camera URL or source string, possibly malformed.
-
-    Returns:
-        The redacted string.
-    """
-    if not isinstance(url, str):
-        return MASK
-    match = _SCHEME_RE.match(url)
-    prefix, rest = (match.group(0), url[match.end() :]) if match else ("", url)
-    # Without a scheme only an obvious "user:pass@host" is treated as credentials;
-    # "/data/a@b.mp4" stays a path.
-    if match or not rest.startswith(("/", ".", "~")):
-        userinfo, rest = _split_userinfo(rest)
-        if userinfo is not None:
-            rest = f"{_mask_userinfo(userinfo)}@{rest}"
-    rest = _SECRET_PARAM_RE.sub(lambda m: f"{m.group('lead')}{m.group('name')}={MASK}", rest)
-    return prefix + rest
 
 
 class SourceKind(StrEnum):
@@ -146,7 +73,7 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
 
     Accepted forms: ``scheme://host/...`` for the schemes in
     ``settings.allowed_schemes``, whose host passes the SSRF policy of
-    :mod:`pipeline.ingest.netpolicy` (no loopback, link-local or metadata hosts unless
+    :mod:`pipeline.common.netpolicy` (no loopback, link-local or metadata hosts unless
     allowed); ``webcam:N`` or a bare device index ``N``; file paths and ``file://``
     URLs only when ``settings.allow_files`` is set.
 
@@ -177,7 +104,7 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
     if webcam:
         return Source(SourceKind.WEBCAM, f"webcam:{int(webcam.group(1))}", "webcam", int(webcam.group(1)))
 
-    match = _SCHEME_RE.match(url)
+    match = SCHEME_RE.match(url)
     if match is None:
         if ":" in url.split("/", 1)[0] and not url.startswith(("/", ".", "~")):
             raise InvalidSource(f"source has no '//' after its scheme: {shown}")
@@ -199,10 +126,10 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
         allowed = ", ".join(settings.allowed_schemes) or "none"
         raise InvalidSource(f"scheme {scheme!r} is not allowed (allowed: {allowed}): {shown}")
 
-    hostport = _hostport(url)
+    hostport = url_hostport(url)
     if not hostport:
         raise InvalidSource(f"source has no host: {shown}")
-    host_match = _HOSTPORT_RE.match(hostport)
+    host_match = HOSTPORT_RE.match(hostport)
     if not host_match:
         raise InvalidSource(f"source has an invalid host or port: {shown}")
     try:
@@ -213,18 +140,10 @@ def validate_source(url: str, settings: IngestSettings) -> Source:
     if port == 0:
         raise InvalidSource(f"source has an invalid port: {shown}")
     try:
-        check_host(host_match.group(1), settings)
+        check_host(host_match.group(1), settings, section=POLICY_SECTION)
     except BlockedHost as exc:
         raise InvalidSource(f"source host {exc}: {shown}") from None
     return Source(SourceKind.STREAM, shown, scheme, url)
-
-
-def _hostport(url: str) -> str:
-    """The ``host[:port]`` of a ``scheme://`` URL, credentials and path cut off."""
-    match = _SCHEME_RE.match(url)
-    _, remainder = _split_userinfo(url[match.end() :] if match else url)
-    cut = min((i for i in (remainder.find(c) for c in "/?#") if i >= 0), default=len(remainder))
-    return remainder[:cut]
 
 
 def check_destination(source: Source, settings: IngestSettings) -> None:
@@ -235,11 +154,11 @@ def check_destination(source: Source, settings: IngestSettings) -> None:
     """
     if source.kind is not SourceKind.STREAM:
         return
-    host_match = _HOSTPORT_RE.match(_hostport(str(source.target)))
+    host_match = HOSTPORT_RE.match(url_hostport(str(source.target)))
     if host_match is None:
         raise SourceUnavailable(f"refusing to connect, invalid host: {source.redacted}")
     try:
-        check_host(host_match.group(1), settings)
+        check_host(host_match.group(1), settings, section=POLICY_SECTION)
     except BlockedHost as exc:
         raise SourceUnavailable(f"refusing to connect, host {exc}: {source.redacted}") from None
 

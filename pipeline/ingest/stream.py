@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from pipeline.common.rate import sliding_rate
 from pipeline.ingest.types import Frame, GrabberStats
 
 if TYPE_CHECKING:
@@ -57,17 +58,9 @@ def _default_meta_factory() -> MetaFactory:
 
 
 def _default_tracks() -> Any:
-    from pipeline.detect.tracker import TrackState
+    from pipeline.detect.tracker import TrackerState
 
-    return TrackState()
-
-
-def _rate(times: deque[float], now: float) -> float:
-    recent = [t for t in times if now - t <= _RATE_WINDOW_S]
-    if len(recent) < 2 or now - recent[-1] > _RATE_WINDOW_S / 2:
-        return 0.0
-    span = recent[-1] - recent[0]
-    return (len(recent) - 1) / span if span > 0 else 0.0
+    return TrackerState()
 
 
 def downsize(image: np.ndarray, max_width: int) -> np.ndarray:
@@ -97,7 +90,7 @@ class CameraStream:
             the stream goes on.
         health_interval_s: Period of health writes.
         detect_timeout_s: A detection slower than this counts as an error and frees its slot.
-        tracks: Initial tracker state; default an empty ``TrackState``.
+        tracks: Initial tracker state; default an empty ``TrackerState``.
         meta_factory: Builds the frame metadata; default ``pipeline.detect.types.FrameMeta``.
         frame_id_base: First frame id. Default: Unix milliseconds at construction, so ids
             stay monotonic per camera across reader restarts (at < 1000 frames/s).
@@ -307,7 +300,7 @@ class CameraStream:
             "state": st.state.value,
             "fps_target": self._fps,
             "fps_in": st.fps_in,
-            "fps_out": round(_rate(self._sent_times, now), 2),
+            "fps_out": round(sliding_rate(self._sent_times, now, _RATE_WINDOW_S), 2),
             "frames_in": st.frames_in,
             "frames_sent": self._frames_sent,
             "dropped": self._dropped,

@@ -74,7 +74,7 @@ class EmbeddedRedis:
         binary: The redis-server executable.
         appendonly: AOF persistence on/off.
         password: Require this password (``requirepass``); :attr:`url` then carries it, so
-            keep that URL out of logs (:func:`pipeline.ingest.sources.redact_url` masks it).
+            keep that URL out of logs (:func:`pipeline.common.urls.redact_url` masks it).
     """
 
     def __init__(

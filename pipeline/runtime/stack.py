@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline
+from pipeline.contracts import APP_NAME
 from pipeline.exceptions import PipelineError
 from pipeline.runtime.ray_cluster import connect, disconnect
 from pipeline.runtime.redis_server import EmbeddedRedis
@@ -29,7 +30,6 @@ from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "emotionpipe"
 STATE_FILE = "stack.json"
 TOKEN_FILE = "api-token"
 LOG_FILE = "stack.log"
@@ -328,7 +328,7 @@ def status(settings: Settings) -> dict[str, Any]:
     if state is None or not _alive(state.pid):
         return {"running": False}
     info: dict[str, Any] = {"running": True, **asdict(state)}
-    from pipeline.ingest.sources import redact_url
+    from pipeline.common.urls import redact_url
 
     info["redis_url"] = redact_url(state.redis_url)  # printed by `emotionpipe status`
     try:

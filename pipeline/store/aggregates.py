@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 
 
 from pipeline.aggregate.buckets import MINUTE, BucketTotals, accumulate, covering_buckets, window_buckets
-from pipeline.aggregate.ema import TrackState, ema_update
+from pipeline.aggregate.ema import TrackEma, ema_update
 from pipeline.aggregate.summary import SeriesPoint, Summary, build_series, build_summary, track_summary
 from pipeline.contracts import EmotionResult
 from pipeline.exceptions import ContractError
@@ -76,10 +76,10 @@ class AggregateOps(StoreBase):
             fresh = sorted(
                 ((i, r) for i, r in pairs.items() if i not in done), key=lambda p: (p[1].ts, p[0])
             )
-            states: dict[tuple[str, int], TrackState | None] = {}
+            states: dict[tuple[str, int], TrackEma | None] = {}
             for _, r in fresh:
                 if r.track_id is not None and (r.camera_id, r.track_id) not in states:
-                    states[(r.camera_id, r.track_id)] = TrackState.from_hash(
+                    states[(r.camera_id, r.track_id)] = TrackEma.from_hash(
                         pipe.hgetall(track_keys[(r.camera_id, r.track_id)])
                     )
             for _, r in fresh:  # oldest first, so the EMA ends at the newest face
@@ -186,7 +186,7 @@ class AggregateOps(StoreBase):
         *raw_states, model = pipe.execute()
         tracks = []
         for tid, raw in zip(track_ids, raw_states):
-            state = TrackState.from_hash(raw)
+            state = TrackEma.from_hash(raw)
             if state is not None:
                 tracks.append(track_summary(camera_id, tid, state))
         return build_summary(

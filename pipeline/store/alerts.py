@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from pipeline.aggregate.buckets import BucketTotals, window_buckets
-from pipeline.alerts.exceptions import AlertExists, AlertNotFound
-from pipeline.alerts.models import AlertEvent, AlertRule, AlertState
 from pipeline.store.base import Pipe, StoreBase
-from pipeline.store.exceptions import StoreError
+from pipeline.store.exceptions import AlertExists, AlertNotFound, StoreError
+from pipeline.store.models import AlertEvent, AlertRule, AlertState
 
 # Extend the lease only if we hold it; otherwise take it only if free. Atomic in one script.
 _ACQUIRE = """

@@ -59,6 +59,13 @@ class RedisStore(RegistryOps, StreamOps, AggregateOps, RangeOps, ClassifierStats
         except redis.RedisError:
             return False
 
+    def server_stats(self) -> dict[str, int]:
+        """Commands processed and memory used by the Redis server (benchmarks report both)."""
+        return {
+            "commands_processed": int(self.client.info("stats")["total_commands_processed"]),
+            "used_memory": int(self.client.info("memory")["used_memory"]),
+        }
+
     def close(self) -> None:
         """Release the client's connections."""
         self.client.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.aggregate.ema import TrackState
+from pipeline.aggregate.ema import TrackEma
 from pipeline.store.base import StoreBase
 
 
@@ -31,7 +31,7 @@ class SnapshotOps(StoreBase):
             pipe.hgetall(self.keys.track(camera_id, tid))
         out = {}
         for tid, raw in zip(ids, pipe.execute()):
-            state = TrackState.from_hash(raw)
+            state = TrackEma.from_hash(raw)
             if state is not None:
                 out[tid] = state.dominant
         return out

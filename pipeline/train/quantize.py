@@ -1,4 +1,4 @@
-"""``emotionpipe quantize``: make the int8 model the CPU runtime serves.
+"""Make the int8 model the CPU runtime serves (the command: ``emotionpipe quantize``).
 
 Static post-training quantisation with ONNX Runtime's tooling: weights int8
 per output channel, activations uint8 with ranges calibrated on training faces
@@ -21,7 +21,6 @@ and its validation figures next to fp32's.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import tempfile
@@ -37,13 +36,11 @@ from pipeline.classify.engine import (
     load_torch_model,
     onnx_bytes,
     read_card,
-    weights_path,
 )
 from pipeline.classify.metrics import classification_report
 from pipeline.classify.preprocess import normalise
-from pipeline.exceptions import ModelError
 from pipeline.settings import ClassifySettings
-from pipeline.train.evaluate import predict_labels
+from pipeline.train.predict import predict_labels
 from pipeline.train.trainer import load_split
 
 log = logging.getLogger(__name__)
@@ -160,30 +157,3 @@ def _write_card_section(weights: Path, section: dict[str, Any]) -> None:
     raw = json.loads(card_path.read_text())
     raw["int8"] = section
     card_path.write_text(json.dumps(raw, indent=1))
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="emotionpipe quantize",
-        description="Make <weights>.int8.onnx (served by runtime onnx-int8) and record it in the model card.",
-    )
-    p.add_argument("--model", default=ClassifySettings().model, help="shipped model name")
-    p.add_argument("--weights", default=None, help="weights .safetensors (with its .json card); overrides --model")
-    p.add_argument("--data", default="../shared/data/fer2013.npz",
-                   help="npz with x_train (calibration) and x_val/y_val (measurement)")
-    p.add_argument("--faces", type=int, default=2048, help="training faces used for calibration")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        weights = weights_path(ClassifySettings(model=args.model, weights=args.weights))
-        section = quantize_weights(weights, args.data, args.faces, args.seed)
-    except (ModelError, KeyError, ValueError, OSError) as exc:
-        p.error(str(exc))
-    print(f"wrote {int8_path(weights)}")
-    val = section.get("fer2013_val")
-    if val:
-        print(f"validation ({val['n']} faces): int8 accuracy {val['accuracy']:.4f} macro-F1 {val['macro_f1']:.4f} | "
-              f"fp32 {val['fp32_accuracy']:.4f} / {val['fp32_macro_f1']:.4f} | "
-              f"same top-1 as fp32 on {val['top1_agreement_with_fp32']:.2%}")
-    return 0

@@ -2,7 +2,7 @@
 
 Each 48x48 face is upscaled 4x into a frame with a replicated border (optionally
 rotated, like a tilted head), then found, aligned and cropped by
-:class:`~pipeline.detect.detector.FaceDetector` exactly as in a camera frame, and
+:class:`~pipeline.detect.detector.DetectionStage` exactly as in a camera frame, and
 classified. Against the classifier on the original face this measures what detection,
 alignment and resampling cost, on thousands of labelled faces rather than a few clips:
 ``emotionpipe eval --through-detector [--rotate DEG]``.
@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline.classify.backends import ClassifierBackend
 from pipeline.classify.metrics import Report, classification_report
-from pipeline.detect.analyze import EmotionEngineLike
-from pipeline.detect.detector import FaceDetector
+from pipeline.detect.detector import DetectionStage
 
 __all__ = ["Reframed", "evaluate_reframed", "fer_frame", "reframe_faces", "rotate_face"]
 
@@ -82,7 +82,7 @@ class Reframed:
         return "\n".join([*lines, "", self.report.format()])
 
 
-def reframe_faces(detector: FaceDetector, faces: np.ndarray, angle_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def reframe_faces(detector: DetectionStage, faces: np.ndarray, angle_deg: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Pipeline crops ``(found, 48, 48)`` of each face's best detection, and the found mask ``(N,)``."""
     crops, found = [], np.zeros(len(faces), dtype=bool)
     for i, face in enumerate(tqdm(faces, desc="detecting", unit="face", leave=False, mininterval=1)):
@@ -95,7 +95,7 @@ def reframe_faces(detector: FaceDetector, faces: np.ndarray, angle_deg: float = 
 
 
 def evaluate_reframed(
-    engine: EmotionEngineLike, detector: FaceDetector, x: np.ndarray, y: np.ndarray, angle_deg: float = 0.0
+    engine: ClassifierBackend, detector: DetectionStage, x: np.ndarray, y: np.ndarray, angle_deg: float = 0.0
 ) -> Reframed:
     """Classify ``x`` through the detector and directly; see :class:`Reframed`."""
     crops, found = reframe_faces(detector, x, angle_deg)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pipeline.contracts import LABELS
-from pipeline.detect.analyze_cli import main
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -22,16 +22,16 @@ HAPPY_CLIP = "video/cremad/1001_DFA_HAP_XX.mp4"
 NO_FACE_CLIP = "video/no_face.mp4"
 
 
-def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict[str, Any]]]:
-    rc = main([*argv, "--json"])
-    return rc, json.loads(capsys.readouterr().out)
+def _run_json(*argv: str) -> tuple[int, list[dict[str, Any]]]:
+    run = run_cli("analyze", *argv, "--json")
+    return run.code, json.loads(run.stdout)
 
 
 @pytest.mark.parametrize("model", ["emonet-m", "emonet-s", "emonet-t"])
-def test_happy_clip_is_dominantly_happy(shared_media: Path, capsys: pytest.CaptureFixture[str], model: str) -> None:
+def test_happy_clip_is_dominantly_happy(shared_media: Path, model: str) -> None:
     # Given the CREMA-D clip an actor performs as happy (and the crowd rated happy)
     # When it is analysed with each shipped model
-    rc, files = _run_json(capsys, str(shared_media / HAPPY_CLIP), "--model", model)
+    rc, files = _run_json(str(shared_media / HAPPY_CLIP), "--model", model)
     # Then one face is tracked through the clip and the dominant emotion is happy
     assert rc == 0
     (clip,) = files
@@ -43,9 +43,9 @@ def test_happy_clip_is_dominantly_happy(shared_media: Path, capsys: pytest.Captu
     assert clip["dominant"] == "happy"
 
 
-def test_no_face_clip_has_no_faces(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_face_clip_has_no_faces(shared_media: Path) -> None:
     # Given a video with no people in it
-    rc, files = _run_json(capsys, str(shared_media / NO_FACE_CLIP))
+    rc, files = _run_json(str(shared_media / NO_FACE_CLIP))
     # Then frames are read but nothing is detected, and there is no dominant emotion
     assert rc == 0
     (clip,) = files
@@ -55,11 +55,11 @@ def test_no_face_clip_has_no_faces(shared_media: Path, capsys: pytest.CaptureFix
     assert clip["dominant"] is None
 
 
-def test_json_schema_shape(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_schema_shape(shared_media: Path) -> None:
     # Given a photo, a multi-face photo and a video in one call
     paths = [shared_media / "images" / "0-f15-hao-ph.jpg", shared_media / "images" / "multi_face.jpg",
              shared_media / HAPPY_CLIP]
-    rc, files = _run_json(capsys, *map(str, paths), "--max-frames", "2")
+    rc, files = _run_json(*map(str, paths), "--max-frames", "2")
     # Then the output is a list with one object per file, in input order
     assert rc == 0
     assert [f["path"] for f in files] == [str(p) for p in paths]
@@ -82,13 +82,12 @@ def test_json_schema_shape(shared_media: Path, capsys: pytest.CaptureFixture[str
     assert files[2]["kind"] == "video" and files[2]["frames_analyzed"] == 2
 
 
-def test_human_output_and_unreadable_file(shared_media: Path, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_human_output_and_unreadable_file(shared_media: Path, tmp_path: Path) -> None:
     # Given one good photo and one file that is not an image
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
-    rc = main([str(shared_media / "images" / "0-f1-su-ph.jpg"), str(bad)])
-    out = capsys.readouterr().out
+    run = run_cli("analyze", str(shared_media / "images" / "0-f1-su-ph.jpg"), str(bad))
+    rc, out = run.code, run.stdout
     # Then the good file is reported with bbox, label and probability, the bad one with its error,
     # and the exit status says something could not be read
     assert rc == 1
@@ -96,7 +95,7 @@ def test_human_output_and_unreadable_file(shared_media: Path, tmp_path: Path,
     assert "error: cannot read image" in out
 
 
-def test_unknown_model_is_a_clear_error(shared_media: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main([str(shared_media / "images" / "0-f1-su-ph.jpg"), "--model", "emonet-xl"])
-    assert rc == 2
-    assert "emonet-xl" in capsys.readouterr().err
+def test_unknown_model_is_a_clear_error(shared_media: Path) -> None:
+    run = run_cli("analyze", str(shared_media / "images" / "0-f1-su-ph.jpg"), "--model", "emonet-xl")
+    assert run.code == 2
+    assert "emonet-xl" in run.stderr

@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("retinaface")
 
 from pipeline.contracts import FaceCrop  # noqa: E402
-from pipeline.detect.detector import FaceDetector  # noqa: E402
-from pipeline.detect.tracker import TrackState  # noqa: E402
+from pipeline.detect.detector import DetectionStage  # noqa: E402
+from pipeline.detect.tracker import TrackerState  # noqa: E402
 from pipeline.detect.types import FrameMeta  # noqa: E402
 from pipeline.settings import DetectSettings, Settings  # noqa: E402
 
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector(DetectSettings())
+def detector() -> DetectionStage:
+    return DetectionStage(DetectSettings())
 
 
 def _frames(path: Path, every: int = 1, limit: int | None = None) -> Iterator[np.ndarray]:
@@ -50,7 +50,7 @@ def _image(media: Path, name: str) -> np.ndarray:
     return image
 
 
-def test_single_face_photo(shared_media: Path, detector: FaceDetector) -> None:
+def test_single_face_photo(shared_media: Path, detector: DetectionStage) -> None:
     faces = detector.detect_frame(_image(shared_media, "single_face.jpg"))
     assert len(faces) == 1
     (x, y, w, h), lm = faces[0].bbox, faces[0].landmarks
@@ -61,11 +61,11 @@ def test_single_face_photo(shared_media: Path, detector: FaceDetector) -> None:
 
 
 @pytest.mark.parametrize("name", ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"])
-def test_labelled_photos_have_one_face(shared_media: Path, detector: FaceDetector, name: str) -> None:
+def test_labelled_photos_have_one_face(shared_media: Path, detector: DetectionStage, name: str) -> None:
     assert len(detector.detect_frame(_image(shared_media, name))) == 1
 
 
-def test_multi_face_photo(shared_media: Path, detector: FaceDetector) -> None:
+def test_multi_face_photo(shared_media: Path, detector: DetectionStage) -> None:
     # ENVIRONMENT.md: the photos hold 10 faces, 5 of them in multi_face.jpg
     faces = detector.detect_frame(_image(shared_media, "multi_face.jpg"))
     assert len(faces) == 5
@@ -73,7 +73,7 @@ def test_multi_face_photo(shared_media: Path, detector: FaceDetector) -> None:
     assert crops.shape == (5, 48, 48) and crops.dtype == np.uint8
 
 
-def test_no_face_video_has_no_false_boxes(shared_media: Path, detector: FaceDetector) -> None:
+def test_no_face_video_has_no_false_boxes(shared_media: Path, detector: DetectionStage) -> None:
     counts = [len(detector.detect_frame(f)) for f in _frames(shared_media / "video" / "no_face.mp4", every=5, limit=20)]
     assert len(counts) >= 10
     assert sum(counts) == 0
@@ -85,19 +85,19 @@ def test_crowd_1080p_finds_most_faces(shared_media: Path) -> None:
     # consensus of 8 detectors; RetinaFace finds 125 with 0 false boxes at 0.9.
     frames = list(_frames(shared_media / "video" / "crowd.mp4", every=5, limit=21))
     assert frames[0].shape[:2] == (1080, 1920)
-    strict = FaceDetector(DetectSettings(score_threshold=0.9))
+    strict = DetectionStage(DetectSettings(score_threshold=0.9))
     # when
     counts = [len(strict.detect_frame(f)) for f in frames]
     # then: measured 125 (4..8 a frame)
     assert 115 <= sum(counts) <= 135, counts
     assert min(counts) >= 3 and max(counts) >= 6
     # the pipeline's default threshold (0.6) adds profiles and a few posters, never fewer
-    default = FaceDetector(DetectSettings())
+    default = DetectionStage(DetectSettings())
     assert len(default.detect_frame(frames[0])) >= counts[0]
 
 
 @pytest.mark.parametrize("angle", [30.0, -30.0, 60.0])
-def test_rotated_face_is_found(shared_media: Path, detector: FaceDetector, angle: float) -> None:
+def test_rotated_face_is_found(shared_media: Path, detector: DetectionStage, angle: float) -> None:
     photo = _image(shared_media, "single_face.jpg")
     h, w = photo.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 0.8)
@@ -106,16 +106,16 @@ def test_rotated_face_is_found(shared_media: Path, detector: FaceDetector, angle
 
 
 @pytest.mark.parametrize("name, first, last", [("face_noface.mov", True, False), ("noface_face.mov", False, True)])
-def test_face_appears_or_disappears(shared_media: Path, detector: FaceDetector, name: str, first: bool,
+def test_face_appears_or_disappears(shared_media: Path, detector: DetectionStage, name: str, first: bool,
                                     last: bool) -> None:
     frames = list(_frames(shared_media / "video" / name, every=10))
     found = [len(detector.detect_frame(f)) > 0 for f in frames]
     assert found[0] is first and found[-1] is last, found
 
 
-def test_cremad_clips_one_face_one_track(shared_media: Path, detector: FaceDetector) -> None:
+def test_cremad_clips_one_face_one_track(shared_media: Path, detector: DetectionStage) -> None:
     for clip in sorted((shared_media / "video" / "cremad").glob("*.mp4")):
-        tracks, ids = TrackState(), set[int]()
+        tracks, ids = TrackerState(), set[int]()
         for k, frame in enumerate(_frames(clip, every=10, limit=8)):
             result = detector.process(frame, FrameMeta("cremad", k, k / 3.0), tracks, None)
             assert result.n_faces == 1, clip.name

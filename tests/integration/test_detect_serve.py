@@ -33,7 +33,7 @@ def test_serve_replica_detects_and_publishes(ray_cluster: object, redis_url: str
         frame = cv2.imread(str(shared_media / "images" / "multi_face.jpg"))
         # when: a frame, its metadata and no tracks travel through the object store
         result = handle.detect.remote(frame, FrameMeta("cam-s", 1, time.time()), None).result(timeout_s=120)
-        # then: the result and its TrackState come back, the crops are on the stream
+        # then: the result and its TrackerState come back, the crops are on the stream
         assert isinstance(result, DetectResult)
         assert result.n_faces == 5 and result.track_ids == (1, 2, 3, 4, 5)
         assert result.tracks.next_id == 6 and not result.publish_refused

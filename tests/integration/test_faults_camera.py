@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from pipeline.bench.camera_sim import RtspServer
-from pipeline.ingest.actor import APP_NAME, DETECTOR_DEPLOYMENT
+from pipeline.contracts import APP_NAME
+from pipeline.ingest.actor import DETECTOR_DEPLOYMENT
 from pipeline.ingest.manager import MANAGER_NAME, start_camera_manager, stop_camera_manager
 from pipeline.settings import IngestSettings, RedisSettings, Settings
 from pipeline.store.models import CameraConfig

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.ingest.actor import APP_NAME, DETECTOR_DEPLOYMENT
+from pipeline.contracts import APP_NAME
+from pipeline.ingest.actor import DETECTOR_DEPLOYMENT
 from pipeline.ingest.manager import start_camera_manager, stop_camera_manager
 from pipeline.settings import IngestSettings, RedisSettings, Settings
 from pipeline.store.models import CameraConfig

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 from pipeline.classify.engine import EmotionEngine
-from pipeline.detect.detector import FaceDetector
+from pipeline.detect.detector import DetectionStage
 from pipeline.settings import ClassifySettings, DetectSettings
-from pipeline.train.evaluate import main as eval_main
 from pipeline.train.reframe import evaluate_reframed
+from tests.support.cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +45,11 @@ def engine() -> EmotionEngine:
 
 
 @pytest.fixture(scope="module")
-def detector() -> FaceDetector:
-    return FaceDetector(DetectSettings())
+def detector() -> DetectionStage:
+    return DetectionStage(DetectSettings())
 
 
-def test_upright_faces_classify_like_the_dataset(engine: EmotionEngine, detector: FaceDetector,
+def test_upright_faces_classify_like_the_dataset(engine: EmotionEngine, detector: DetectionStage,
                                                  fer_val: tuple[np.ndarray, np.ndarray]) -> None:
     # when: every face goes through detection, alignment and the 48x48 crop
     r = evaluate_reframed(engine, detector, *fer_val, 0.0)
@@ -59,7 +59,7 @@ def test_upright_faces_classify_like_the_dataset(engine: EmotionEngine, detector
     assert r.agreement >= 0.80, r.format()
 
 
-def test_alignment_undoes_head_tilt(engine: EmotionEngine, detector: FaceDetector,
+def test_alignment_undoes_head_tilt(engine: EmotionEngine, detector: DetectionStage,
                                     fer_val: tuple[np.ndarray, np.ndarray]) -> None:
     # when: the frames are rotated 30 degrees
     r = evaluate_reframed(engine, detector, *fer_val, 30.0)
@@ -69,21 +69,19 @@ def test_alignment_undoes_head_tilt(engine: EmotionEngine, detector: FaceDetecto
     assert r.report.accuracy >= r.rotated_accuracy + 0.03, r.format()
 
 
-def test_cli_json_reports_both_paths(capsys: pytest.CaptureFixture[str],
-                                     fer_val: tuple[np.ndarray, np.ndarray]) -> None:
+def test_cli_json_reports_both_paths(fer_val: tuple[np.ndarray, np.ndarray]) -> None:
     # when
-    rc = eval_main(["--data", str(FER2013), "--through-detector", "--rotate", "10", "--limit", "40", "--json"])
+    run = run_cli("eval", "--data", str(FER2013), "--through-detector", "--rotate", "10", "--limit", "40", "--json")
     # then
-    out = json.loads(capsys.readouterr().out)
-    assert rc == 0
+    out = json.loads(run.stdout)
+    assert run.code == 0
     assert out["through_detector"] is True and out["rotate_deg"] == 10.0 and out["faces"] == 40
     assert 0 < out["found"] <= 40 and out["n"] == out["found"]
     for key in ("accuracy", "macro_f1", "direct_accuracy", "agreement", "rotated_unaligned_accuracy"):
         assert 0.0 <= out[key] <= 1.0
 
 
-def test_rotate_without_detector_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        eval_main(["--data", str(FER2013), "--rotate", "15"])
-    assert exc.value.code == 2
-    assert "--rotate needs --through-detector" in capsys.readouterr().err
+def test_rotate_without_detector_is_a_usage_error() -> None:
+    run = run_cli("eval", "--data", str(FER2013), "--rotate", "15")
+    assert run.code == 2
+    assert "--rotate needs --through-detector" in run.stderr

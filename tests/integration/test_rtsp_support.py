@@ -50,7 +50,7 @@ def test_server_restarts_on_the_same_port(rtsp_server: Any) -> None:
 def test_benchmark_pass_through_mount_keeps_every_frame_whole(shared_media: Any, tmp_path: Any) -> None:
     # Given the benchmark's camera simulator: a clip encoded once, then passed through unchanged
     from pipeline.bench.camera_sim import RtspServer, transcode_for_passthrough
-    from pipeline.detect.detector import FaceDetector
+    from pipeline.detect.detector import DetectionStage
     from pipeline.settings import DetectSettings
     from tests.support.net import free_port
 
@@ -70,7 +70,7 @@ def test_benchmark_pass_through_mount_keeps_every_frame_whole(shared_media: Any,
         server.stop()
     # Then frames keep coming and every sampled frame still shows the face (no lost slices)
     assert len(frames) >= 90
-    detector = FaceDetector(DetectSettings())
+    detector = DetectionStage(DetectSettings())
     sampled = frames[::5]
     with_face = sum(1 for f in sampled if detector.detect_frame(f))
     assert with_face >= 0.95 * len(sampled), f"{with_face}/{len(sampled)} sampled frames show the face"

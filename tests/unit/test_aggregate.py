@@ -16,7 +16,7 @@ from pipeline.aggregate.buckets import (
     second_bucket,
     window_buckets,
 )
-from pipeline.aggregate.ema import TrackState, ema_update
+from pipeline.aggregate.ema import TrackEma, ema_update
 from pipeline.aggregate.summary import merge_summaries
 from pipeline.contracts import LABELS, EmotionResult
 from pipeline.store.models import StoreOptions
@@ -126,13 +126,13 @@ def test_ema_update() -> None:
 
 
 def test_track_state_hash_round_trip_and_garbage() -> None:
-    s = TrackState(probs=probs_for(HAPPY), last_seen=12.25, observations=4)
+    s = TrackEma(probs=probs_for(HAPPY), last_seen=12.25, observations=4)
     raw = {k.encode(): v.encode() for k, v in s.to_hash().items()}
-    back = TrackState.from_hash(raw)
+    back = TrackEma.from_hash(raw)
     assert back is not None and back.probs == pytest.approx(s.probs) and back.last_seen == 12.25
-    assert TrackState.from_hash({}) is None
-    assert TrackState.from_hash({b"probs": b"[1, 2]", b"last_seen": b"1", b"n": b"1"}) is None
-    assert TrackState.from_hash({b"probs": b"not json"}) is None
+    assert TrackEma.from_hash({}) is None
+    assert TrackEma.from_hash({b"probs": b"[1, 2]", b"last_seen": b"1", b"n": b"1"}) is None
+    assert TrackEma.from_hash({b"probs": b"not json"}) is None
 
 
 # --------------------------------------------------------------------------- through Redis

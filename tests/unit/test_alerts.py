@@ -15,17 +15,18 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from pipeline.alerts.evaluator import AlertEvaluator
-from pipeline.alerts.models import AlertRule
 from pipeline.alerts.runner import AlertRunner
 from pipeline.alerts.webhook import WebhookSender
 from pipeline.api.app import create_app
 from pipeline.contracts import LABELS, EmotionResult
 from pipeline.settings import AlertSettings, Settings
-from pipeline.store.models import CameraConfig
+from pipeline.store.models import AlertRule, CameraConfig
 from pipeline.store.redis_store import RedisStore
 
 TOKEN = "alerts-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The webhook receivers of these tests listen on 127.0.0.1, which the SSRF policy refuses by default.
+LOOPBACK_HOOKS = AlertSettings(allow_loopback=True)
 
 
 class Hook:
@@ -70,7 +71,7 @@ def hook() -> Iterator[Hook]:
 
 
 def _sender() -> WebhookSender:
-    return WebhookSender(timeout_s=5, attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05)
+    return WebhookSender(timeout_s=5, attempts=3, backoff_initial_s=0.01, backoff_max_s=0.05, policy=LOOPBACK_HOOKS)
 
 
 def _record(store: RedisStore, camera_id: str, labels: list[str], ts: float) -> None:
@@ -208,7 +209,7 @@ def test_runner_thread_evaluates_in_the_background(store: RedisStore, hook: Hook
     store.add_camera(CameraConfig(id="lobby", url="rtsp://h/x"))
     store.add_alert(_rule(webhook_url=hook.url))
     _record(store, "lobby", ["angry"] * 5, time.time() - 3)
-    runner = AlertRunner(store, AlertSettings(interval_s=0.5, backoff_initial_s=0.01))
+    runner = AlertRunner(store, AlertSettings(interval_s=0.5, backoff_initial_s=0.01, allow_loopback=True))
     runner.start()
     try:
         deadline = time.monotonic() + 20
@@ -223,7 +224,9 @@ def test_runner_thread_evaluates_in_the_background(store: RedisStore, hook: Hook
 # --------------------------------------------------------------------------- API
 @pytest.fixture()
 def client(redis_url: str, store: RedisStore) -> Iterator[TestClient]:
-    settings = Settings(redis={"url": redis_url}, api={"tokens": [TOKEN]})  # type: ignore[arg-type]
+    settings = Settings(
+        redis={"url": redis_url}, api={"tokens": [TOKEN]}, alerts=LOOPBACK_HOOKS  # type: ignore[arg-type]
+    )
     with TestClient(create_app(settings, store), headers=AUTH) as c:
         yield c
 

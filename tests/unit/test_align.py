@@ -151,10 +151,10 @@ def _rotate(image: np.ndarray, angle: float) -> np.ndarray:
 def test_rotated_photo_comes_out_level_and_fer_framed(shared_media: Path, mean_fer: np.ndarray) -> None:
     """Real detector on single_face.jpg rotated by +-30 deg: level eyes, FER-like crop."""
     pytest.importorskip("retinaface")
-    from pipeline.detect.detector import FaceDetector
+    from pipeline.detect.detector import DetectionStage
     from pipeline.settings import DetectSettings
 
-    detector = FaceDetector(DetectSettings())
+    detector = DetectionStage(DetectSettings())
     photo = cv2.imread(str(shared_media / "images" / "single_face.jpg"))
     assert photo is not None
     upright = detector.detect_frame(photo)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.bench.scaling_bench import build_plan, parse_args, plot, summarize, write_csv
+import pytest
+
+from pipeline.bench.scaling_bench import ScalingOptions, build_plan, plot, summarize, write_csv
+from tests.support.cli import run_cli
 
 
 def _rows() -> list[dict]:
@@ -22,9 +25,22 @@ def _rows() -> list[dict]:
     return rows
 
 
-def test_plan_ramps_then_bursts_then_cools_down() -> None:
+def _default_options(monkeypatch: pytest.MonkeyPatch) -> ScalingOptions:
+    """The options `emotionpipe bench scaling` passes on when given none (the run itself stubbed out)."""
+    seen: list[ScalingOptions] = []
+
+    def run_timeline(opts: ScalingOptions) -> int:
+        seen.append(opts)
+        return 0
+
+    monkeypatch.setattr("pipeline.bench.scaling_bench.run_timeline", run_timeline)
+    assert run_cli("bench", "scaling").code == 0
+    return seen[0]
+
+
+def test_plan_ramps_then_bursts_then_cools_down(monkeypatch: pytest.MonkeyPatch) -> None:
     # given the default options
-    plan = build_plan(parse_args([]))
+    plan = build_plan(_default_options(monkeypatch))
     # then cameras ramp to the peak, fall back to one, and the burst comes only after that
     cams = [p.cameras for p in plan]
     assert cams[:5] == [1, 2, 4, 6, 8] and cams[5] == 1

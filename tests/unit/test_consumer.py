@@ -9,10 +9,12 @@ import msgpack
 import numpy as np
 import pytest
 
-from pipeline.classify.consumer import EngineOutputError, FaceConsumer
-from pipeline.classify.deployment import ClassifierDied, ClassifierWorker, classifier_options
-from pipeline.contracts import LABELS, FaceCrop
+from pipeline.classify.consumer import FaceConsumer
+from pipeline.classify.deployment import ClassifierWorker, classifier_options
+from pipeline.classify.exceptions import ClassifierDied, EngineOutputError
+from pipeline.contracts import LABELS, EmotionResult, FaceCrop
 from pipeline.settings import ClassifySettings, Settings
+from pipeline.store.exceptions import StoreUnavailable
 from pipeline.store.keys import CLASSIFIER_GROUP, GLOBAL_SCOPE, PAYLOAD_FIELD
 from pipeline.store.redis_store import RedisStore
 
@@ -331,3 +333,68 @@ def test_classifier_options_come_from_settings() -> None:
 
 def test_group_name_is_shared() -> None:
     assert CLASSIFIER_GROUP == "classifiers"
+
+
+class ListQueue:
+    """A FaceQueue in memory: what the consume loop needs of the store, and nothing else."""
+
+    def __init__(self, payloads: list[bytes], down: bool = False) -> None:
+        self.pending = [(f"{i}-0".encode(), p) for i, p in enumerate(payloads)]
+        self.recorded: list[tuple[str, str]] = []  # (msg id, dominant label)
+        self.dead: list[tuple[bytes, str]] = []
+        self.down = down
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("Redis unavailable: fake")
+
+    def ensure_group(self) -> None:
+        self._check()
+
+    def read_faces(self, consumer: str, count: int, block_ms: int | None) -> list[tuple[bytes, bytes]]:
+        self._check()
+        batch, self.pending = self.pending[:count], self.pending[count:]
+        return batch
+
+    def claim_stale(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def delivery_counts(self, ids: list[bytes]) -> dict[bytes, int]:
+        return {i: 1 for i in ids}
+
+    def dead_letter(self, msg_id: bytes, payload: bytes, reason: str, camera_id: str | None = None) -> None:
+        self.dead.append((msg_id, reason))
+
+    def record_results(self, results: list[EmotionResult], msg_ids: list[bytes], *,
+                       inference_s: float | None = None) -> int:
+        self.recorded += [(i.decode(), LABELS[int(np.argmax(r.probs))]) for i, r in zip(msg_ids, results)]
+        return len(results)
+
+    def trim_acked(self) -> int:
+        return 0
+
+    def prune_consumers(self, min_idle_ms: int) -> int:
+        return 0
+
+
+def test_consume_loop_runs_on_a_small_fake_queue() -> None:
+    # Given a queue holding a bright crop, a garbage payload and a dark crop (no Redis at all)
+    queue = ListQueue([crop(0, 200).encode(), b"garbage", crop(1, 20).encode()])
+    consumer = FaceConsumer(queue, FakeEngine(), cfg(), "c1", claim_interval_s=0.0)
+    # When the loop runs once, the crops are classified and recorded and the garbage dead-lettered.
+    assert consumer.run_once() == 2
+    assert queue.recorded == [("0-0", "happy"), ("2-0", "sad")]
+    assert [(i, reason.split(":")[0]) for i, reason in queue.dead] == [(b"1-0", "contract")]
+
+
+def test_consume_loop_backs_off_while_the_store_is_unavailable() -> None:
+    # Given a store that is down, the loop keeps running, counts the failures and names the store's error.
+    consumer = FaceConsumer(ListQueue([], down=True), FakeEngine(), cfg(), "c1")
+    stop = threading.Event()
+    thread = threading.Thread(target=consumer.run_forever, args=(stop,), kwargs={"max_backoff_s": 0.05})
+    thread.start()
+    time.sleep(0.5)
+    stop.set()
+    thread.join(2)
+    assert not thread.is_alive()
+    assert consumer.stats.errors >= 3 and consumer.stats.last_error.startswith("StoreUnavailable")

@@ -1,4 +1,4 @@
-"""FaceDetector logic with the fake backend: no model, no Ray, no Redis."""
+"""Detection stage logic (DetectionStage) with the fake backend: no model, no Ray, no Redis."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ import dataclasses
 
 import numpy as np
 import pytest
-import redis
 
 from pipeline.contracts import FaceCrop
 from pipeline.detect.analyze import analyze_paths
 from pipeline.detect.backends import FakeBackend, available_backends, create_backend
-from pipeline.detect.detector import FaceDetector
+from pipeline.detect.detector import DetectionStage
 from pipeline.detect.exceptions import DetectError, InvalidFrame, PublishError, UnknownBackend
-from pipeline.detect.tracker import TrackState
+from pipeline.detect.tracker import TrackerState
 from pipeline.detect.types import FrameMeta
 from pipeline.exceptions import ConfigError, PipelineError
 from pipeline.settings import DetectSettings
+from pipeline.store.exceptions import StoreUnavailable
 
 FAKE = DetectSettings(backend="fake")
 
@@ -37,7 +37,7 @@ class ListStore:
 
 class DownStore:
     def publish_faces(self, crops: list[FaceCrop]) -> int:
-        raise redis.ConnectionError("connection refused")
+        raise StoreUnavailable("Redis unavailable: connection refused")
 
 
 def _frame(h: int = 240, w: int = 320) -> np.ndarray:
@@ -56,7 +56,7 @@ def test_registry_knows_builtins_and_rejects_unknown() -> None:
 
 def test_process_publishes_decodable_crops_with_track_ids() -> None:
     # given
-    detector = FaceDetector(FAKE)
+    detector = DetectionStage(FAKE)
     store = ListStore()
     # when: two consecutive frames of one camera
     r1 = detector.process(_frame(), FrameMeta("cam1", 7, 100.0), None, store)
@@ -73,43 +73,43 @@ def test_process_publishes_decodable_crops_with_track_ids() -> None:
 
 
 def test_refused_publish_is_reported_and_tracks_still_advance() -> None:
-    result = FaceDetector(FAKE).process(_frame(), FrameMeta("cam1", 1, 1.0), TrackState(), ListStore(accept=False))
+    result = DetectionStage(FAKE).process(_frame(), FrameMeta("cam1", 1, 1.0), TrackerState(), ListStore(accept=False))
     assert result.publish_refused and result.n_faces == 1
     assert result.tracks.next_id == 2
 
 
 def test_no_faces_publishes_nothing_and_is_not_a_refusal() -> None:
     store = ListStore(accept=False)
-    result = FaceDetector(FAKE).process(np.zeros((240, 320, 3), np.uint8), FrameMeta("c", 1, 1.0), None, store)
+    result = DetectionStage(FAKE).process(np.zeros((240, 320, 3), np.uint8), FrameMeta("c", 1, 1.0), None, store)
     assert result.n_faces == 0 and result.boxes == () and not result.publish_refused
 
 
 def test_store_failure_raises_publish_error() -> None:
     with pytest.raises(PublishError):
-        FaceDetector(FAKE).process(_frame(), FrameMeta("c", 1, 1.0), None, DownStore())
+        DetectionStage(FAKE).process(_frame(), FrameMeta("c", 1, 1.0), None, DownStore())
 
 
 def test_store_none_is_a_dry_run() -> None:
-    result = FaceDetector(FAKE).process(_frame(), FrameMeta("c", 1, 1.0), None, None)
+    result = DetectionStage(FAKE).process(_frame(), FrameMeta("c", 1, 1.0), None, None)
     assert result.n_faces == 1 and not result.publish_refused
 
 
 def test_filters_small_and_low_score_faces() -> None:
     backend = FakeBackend(boxes=[(0, 0, 10, 10), (50, 50, 60, 60)])
-    detector = FaceDetector(DetectSettings(backend="fake", min_face_px=20), backend=backend)
+    detector = DetectionStage(DetectSettings(backend="fake", min_face_px=20), backend=backend)
     assert [d.bbox for d in detector.detect_frame(_frame())] == [(50, 50, 60, 60)]
-    weak = FaceDetector(DetectSettings(score_threshold=0.9), backend=FakeBackend(score=0.5))
+    weak = DetectionStage(DetectSettings(score_threshold=0.9), backend=FakeBackend(score=0.5))
     assert weak.detect_frame(_frame()) == []
 
 
 @pytest.mark.parametrize("frame", [np.zeros((10, 10, 3), np.float32), np.zeros((0, 5, 3), np.uint8), "frame"])
 def test_invalid_frames_raise(frame: object) -> None:
     with pytest.raises(InvalidFrame):
-        FaceDetector(FAKE).detect_frame(frame)  # type: ignore[arg-type]
+        DetectionStage(FAKE).detect_frame(frame)  # type: ignore[arg-type]
 
 
 def test_crops_shape_follows_settings() -> None:
-    detector = FaceDetector(DetectSettings(backend="fake", crop_size=64))
+    detector = DetectionStage(DetectSettings(backend="fake", crop_size=64))
     dets = detector.detect_frame(_frame())
     assert detector.crops(_frame(), dets).shape == (1, 64, 64)
 
@@ -131,7 +131,7 @@ def test_analyze_reports_faces_and_unreadable_files(tmp_path) -> None:  # type: 
     bad.write_bytes(b"not an image")
     broken_video = tmp_path / "c.mp4"
     broken_video.write_bytes(b"not a video")
-    results = analyze_paths([good, bad, broken_video], FaceDetector(FAKE), Uniform())
+    results = analyze_paths([good, bad, broken_video], DetectionStage(FAKE), Uniform())
     assert [r.error is None for r in results] == [True, False, False]
     assert [r.kind for r in results] == ["image", "image", "video"]
     face = results[0].faces[0]

@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from pipeline.bench.arch_bench import main as arch_main
-from pipeline.bench.model_bench import main as bench_main
+from tests.support.cli import run_cli
 
 
-def test_bench_model_reports_every_runtime_against_eager(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_model_reports_every_runtime_against_eager() -> None:
     # When the bench runs briefly on one model, one thread, one batch size
     argv = ["--model", "emonet-s", "--batch", "8", "--threads", "1", "--seconds", "0.2", "--warmup", "0", "--json"]
-    assert bench_main(argv) == 0
-    report = json.loads(capsys.readouterr().out)
+    run = run_cli("bench", "model", *argv)
+    assert run.code == 0
+    report = json.loads(run.stdout)
     # Then each runtime is measured on the engine it names, with its ratio to eager from the same run
     rows = {r["runtime"]: r for r in report["results"]}
     assert set(rows) == {"onnx-int8", "onnx", "torch"}
@@ -26,11 +26,12 @@ def test_bench_model_reports_every_runtime_against_eager(capsys: pytest.CaptureF
     assert report["environment"]["cores"] >= 1
 
 
-def test_bench_arch_measures_candidates_against_the_shipped_layouts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_arch_measures_candidates_against_the_shipped_layouts() -> None:
     # When a candidate layout is benched briefly
     argv = ["--layout", "tiny=8x1,16x1,32x1", "--batch", "8", "--seconds", "0.1", "--repeat", "1", "--json"]
-    assert arch_main(argv) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["results"]}
+    run = run_cli("bench", "arch", *argv)
+    assert run.code == 0
+    rows = {r["name"]: r for r in json.loads(run.stdout)["results"]}
     # Then it runs int8 beside the shipped emonet layouts of the same run, as a ratio to emonet-s,
     assert set(rows) == {"emonet-t", "emonet-s", "emonet-m", "tiny"}
     assert rows["emonet-s"]["vs_emonet_s"] == 1.0
@@ -42,5 +43,5 @@ def test_bench_arch_measures_candidates_against_the_shipped_layouts(capsys: pyte
 
 
 def test_bench_arch_refuses_a_malformed_layout() -> None:
-    with pytest.raises(SystemExit):
-        arch_main(["--layout", "bad=16by1", "--seconds", "0.1"])
+    run = run_cli("bench", "arch", "--layout", "bad=16by1", "--seconds", "0.1")
+    assert run.code == 2 and "layout" in run.stderr

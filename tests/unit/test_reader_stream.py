@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.detect.tracker import TrackState
+from pipeline.detect.tracker import TrackerState
 from pipeline.detect.types import FrameMeta
 from pipeline.ingest.reader import Frame, FrameGrabber, GrabberStats, StreamState
 from pipeline.ingest.sources import validate_source
@@ -101,9 +101,9 @@ def test_saturated_detector_drops_frames_and_keeps_newest_tracks() -> None:
         metas = [c[1] for c in detector.calls]
         assert isinstance(metas[0], FrameMeta) and [m.frame_id for m in metas] == [100, 101]
         assert metas[0].camera_id == "cam1"
-        assert isinstance(detector.calls[0][2], TrackState)
+        assert isinstance(detector.calls[0][2], TrackerState)
         # When results come back out of order, the newer frame's tracks win
-        newer, older = TrackState(next_id=9), TrackState(next_id=5)
+        newer, older = TrackerState(next_id=9), TrackerState(next_id=5)
         detector.gates[1].set_result(Result(2, newer))
         await asyncio.sleep(0)
         detector.gates[0].set_result(Result(1, older))
@@ -127,11 +127,11 @@ def test_stale_skips_are_counted_and_do_not_replace_tracks() -> None:
         for _ in range(2):
             grabber.push()
             stream.tick()
-        fresh = TrackState(next_id=7)
+        fresh = TrackerState(next_id=7)
         # when the first is detected and the second was skipped by the detector as stale
         detector.gates[0].set_result(Result(1, fresh))
         await asyncio.sleep(0)
-        detector.gates[1].set_result(Result(0, TrackState(), skipped_stale=True))
+        detector.gates[1].set_result(Result(0, TrackerState(), skipped_stale=True))
         await asyncio.sleep(0.01)
         # then the skip is counted, and the detected frame's tracks and face count stay
         health = stream.health()

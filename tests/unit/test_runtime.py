@@ -11,7 +11,7 @@ import redis
 from typer.testing import CliRunner
 
 from pipeline.exceptions import CameraExists, ConfigError
-from pipeline.runtime.autoscale import POLICY_PATH, QueueLagPolicy, desired_replicas
+from pipeline.classify.autoscale import POLICY_PATH, QueueLagPolicy, desired_replicas
 from pipeline.runtime.redis_server import EmbeddedRedis, RedisServerError, render_config
 from pipeline.runtime.stack import (
     DEMO_CAMERAS,

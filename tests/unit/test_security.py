@@ -204,7 +204,7 @@ def private_redis(tmp_path: Path) -> Iterator[object]:
 
 
 def test_embedded_redis_requires_its_password(private_redis: object) -> None:
-    from pipeline.ingest.sources import redact_url
+    from pipeline.common.urls import redact_url
 
     url: str = private_redis.url  # type: ignore[attr-defined]
     port: int = private_redis.port  # type: ignore[attr-defined]

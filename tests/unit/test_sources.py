@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.common.urls import redact_url
 from pipeline.ingest.exceptions import InvalidSource
-from pipeline.ingest.sources import Source, SourceKind, redact_url, validate_source
+from pipeline.ingest.sources import Source, SourceKind, validate_source
 from pipeline.settings import IngestSettings
 
 SECRET = "Zx9-s3cr3t"

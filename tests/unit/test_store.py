@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from pipeline.contracts import EmotionResult, FaceCrop
 from pipeline.exceptions import CameraExists, CameraNotFound
+from pipeline.store.exceptions import StoreError, StoreUnavailable
 from pipeline.store.keys import CLASSIFIER_GROUP, GLOBAL_SCOPE, PAYLOAD_FIELD
 from pipeline.store.models import CameraConfig, StoreOptions
 from pipeline.store.redis_store import RedisStore
@@ -307,3 +308,36 @@ def test_every_key_has_a_ttl_except_registry_stream_and_counters(store: RedisSto
     assert forever == {
         k.cameras, k.camera("cam1"), k.registry_version, k.faces, k.counters("cam1"), k.classifier_hist
     }
+
+
+# --------------------------------------------------------------------------- sealed errors
+def test_redis_errors_do_not_leave_the_store(store: RedisStore, unused_port: int) -> None:
+    # Given Redis that cannot be reached, every public call raises the store's own "unavailable" error
+    down = RedisStore.from_url(f"redis://127.0.0.1:{unused_port}/0", prefix="t:")
+    for call in (lambda: down.list_cameras(), lambda: down.publish_faces([crop()]), lambda: down.queue_lag(),
+                 lambda: down.get_counters("cam1"), lambda: down.record_results([result()], [b"1-0"])):
+        with pytest.raises(StoreUnavailable, match="Redis unavailable") as info:
+            call()
+        assert isinstance(info.value.__cause__, redis.ConnectionError)
+    assert down.ping() is False  # readiness probes get a boolean, never an exception
+    # and a command Redis refuses (a key of the wrong type) is a StoreError, not a redis-py error.
+    store.client.set(store.keys.counters("cam1"), "not a hash")
+    with pytest.raises(StoreError, match="get_counters") as refused:
+        store.get_counters("cam1")
+    assert not isinstance(refused.value, StoreUnavailable) and isinstance(refused.value.__cause__, redis.ResponseError)
+
+
+def test_only_the_store_and_the_runtime_import_redis() -> None:
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "pipeline"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "redis" or n.startswith("redis.") for n in names):
+                importers.add(path.relative_to(package).parts[0])
+    # The runtime starts the embedded redis-server and probes it before any store exists.
+    assert importers <= {"store", "runtime"}, importers

@@ -1,24 +1,21 @@
 """HTTP plumbing of the CLI: where the API is, which token to send, errors as one red line.
 
-The API commands (:mod:`pipeline.cli_api`) talk only to the HTTP API, the same path a
-dashboard uses, so they validate exactly like the API does.
+The API commands (:mod:`pipeline.cli.cameras`, :mod:`pipeline.cli.alerts`) talk only to the
+HTTP API, the same path a dashboard uses, so they validate exactly like the API does.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-ApiOpt = Annotated[str | None, typer.Option("--api", envvar="EP_API_URL", help="API base URL (default: the running stack's).")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="EP_API_TOKEN", show_default=False,
-                                              help="API bearer token (default: the local stack's token file).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+__all__ = ["api_base", "load_settings_with", "local_token", "print_table", "request", "request_raw", "resolve_token"]
 
 
-def settings(**api: Any) -> Any:
-    """The settings tree from the environment, with ``api`` overrides."""
+def load_settings_with(**api: Any) -> Any:
+    """The settings tree from the environment, with ``api`` section overrides (``None`` ignored)."""
     from pipeline.settings import load_settings
 
     loaded = load_settings()
@@ -36,7 +33,7 @@ def api_base(api: str | None) -> str:
         return api.rstrip("/")
     from pipeline.runtime.stack import StackState, api_url
 
-    s = settings()
+    s = load_settings_with()
     state = StackState.read(s.data_dir.resolve())
     return state.api_url if state is not None else api_url(s)
 
@@ -45,7 +42,7 @@ def local_token() -> str | None:
     """The configured token, else the first line of the local stack's token file."""
     from pipeline.runtime.stack import TOKEN_FILE, StackState
 
-    s = settings()
+    s = load_settings_with()
     if s.api.tokens:
         return str(s.api.tokens[0].get_secret_value())
     data_dir = s.data_dir.resolve()
@@ -63,7 +60,7 @@ def local_token() -> str | None:
     return None
 
 
-def token(explicit: str | None = None) -> str | None:
+def resolve_token(explicit: str | None = None) -> str | None:
     """The token to send: --token / EP_API_TOKEN, else :func:`local_token`."""
     return explicit or os.environ.get("EP_API_TOKEN") or local_token()
 
@@ -77,7 +74,7 @@ def request_raw(method: str, url: str, token_opt: str | None = None, **kwargs: A
     """Send a request; exit 2 when the API cannot be reached, 1 on an HTTP error (detail printed)."""
     import httpx
 
-    secret = token(token_opt)
+    secret = resolve_token(token_opt)
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     try:
         response = httpx.request(method, url, timeout=30.0, headers=headers, **kwargs)
@@ -100,3 +97,11 @@ def request(method: str, url: str, token_opt: str | None = None, **kwargs: Any) 
     """:func:`request_raw` and decode the JSON body (None when empty)."""
     response = request_raw(method, url, token_opt, **kwargs)
     return response.json() if response.content else None
+
+
+def print_table(table: Any) -> None:
+    """Print a rich table on a console wide enough that ids are never wrapped."""
+    from rich.console import Console
+
+    # A wide console: CliRunner and pipes have no terminal, and ids must not be wrapped.
+    Console(width=max(120, Console().width)).print(table)

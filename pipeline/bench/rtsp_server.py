@@ -1,9 +1,12 @@
 #!/usr/bin/python3
-"""A real RTSP server for tests: Debian's GStreamer RTSP server through python3-gi.
+"""A real RTSP server for the benchmark and the tests: Debian's GStreamer RTSP server through python3-gi.
 
-Run it with Debian's ``/usr/bin/python3`` (the venv has no PyGObject)::
+A script, not a module of the package's Python: it runs under Debian's ``/usr/bin/python3``
+(the venv has no PyGObject), started as a child process by
+:class:`pipeline.bench.camera_sim.RtspServer`, which finds it next to itself so it works from
+an installed wheel as well as from a checkout. Never import it::
 
-    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 \
+    /usr/bin/python3 pipeline/bench/rtsp_server.py --port 8554 \
         hap=/work/shared/media/video/cremad/1001_DFA_HAP_XX.mp4 noface=/path/no_face.mp4
 
 Each ``name=path`` pair becomes the mount ``rtsp://127.0.0.1:PORT/name``. Every file is decoded and

@@ -18,7 +18,7 @@ import math
 from typing import Any
 
 LAG_METRIC = "queue_lag"
-POLICY_PATH = "pipeline.runtime.autoscale:QueueLagPolicy"
+POLICY_PATH = "pipeline.classify.autoscale:QueueLagPolicy"
 
 
 def desired_replicas(lag: float, target_lag_per_replica: float, lo: int, hi: int) -> int:

@@ -1,9 +1,9 @@
 """``emotionpipe analyze PATH...``: offline emotion analysis of images and videos.
 
-Runs the live pipeline's own code (:class:`FaceDetector` for detection,
-alignment and cropping, :class:`EmotionEngine` for classification) on files,
-without Ray or Redis, so what it prints is what a camera showing the same
-pictures would record.
+Runs the live pipeline's own code (:class:`DetectionStage` for detection,
+alignment and cropping, :class:`EmotionEngine` for classification, through
+:func:`pipeline.detect.analyze.analyze_paths`) on files, without Ray or Redis,
+so what it prints is what a camera showing the same pictures would record.
 
 A video's *dominant* emotion is the argmax of the mean probability vector
 over every face in its sampled frames (a soft vote): with 2 frames per second
@@ -13,21 +13,20 @@ less jumpy than counting argmax labels when two emotions are close.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
+import typer
 
-from pipeline.classify.engine import RUNTIMES
-from pipeline.contracts import LABELS
-from pipeline.detect.analyze import FileAnalysis, analyze_paths
-from pipeline.exceptions import PipelineError
+from pipeline.cli.options import Runtime
 
-__all__ = ["FileSummary", "summarize", "format_human", "main"]
+if TYPE_CHECKING:
+    from pipeline.detect.analyze import FileAnalysis
+
+__all__ = ["FileSummary", "analyze", "format_human", "summarize", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,10 @@ def summarize(result: FileAnalysis) -> FileSummary:
     """Dominant label (soft vote), mean probabilities and per-label face counts of one file."""
     if not result.faces:
         return FileSummary(faces=0, dominant=None, mean_probs={}, label_counts={})
+    import numpy as np
+
+    from pipeline.contracts import LABELS
+
     probs = np.array([[f.probs[label] for label in LABELS] for f in result.faces], dtype=np.float64)
     mean = probs.mean(axis=0)
     counts = Counter(f.label for f in result.faces)
@@ -93,67 +96,57 @@ def format_human(result: FileAnalysis, max_rows: int = 20) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="emotionpipe analyze",
-        description="Detect faces and classify emotions in images, videos or folders (offline: no Ray, no Redis).",
-    )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image, video or folder of them")
-    p.add_argument("--model", default=None, help="shipped model: emonet-m (accurate), emonet-s (fast) or "
-                                                 "emonet-t (fastest); default: settings (EP_CLASSIFY__MODEL)")
-    p.add_argument("--weights", default=None, help="weights .safetensors with its .json card (overrides --model)")
-    p.add_argument("--runtime", choices=list(RUNTIMES), default=None,
-                   help="inference runtime (default: settings)")
-    p.add_argument("--tta", action="store_true", default=None,
-                   help="average each face with its mirror image (2x classifier cost)")
-    p.add_argument("--fps", type=float, default=2.0, help="frames per second analysed in videos")
-    p.add_argument("--max-frames", type=int, default=None, help="cap on analysed frames per video")
-    p.add_argument("--max-rows", type=int, default=20, help="face lines printed per file (human output)")
-    p.add_argument("--json", action="store_true", help="print one JSON list (per file, per face) instead")
-    return p
+def analyze(
+    ctx: typer.Context,
+    paths: Annotated[list[str], typer.Argument(metavar="PATH", help="Image, video or folder of them.")],
+    model: Annotated[str | None, typer.Option(
+        help="Shipped model: emonet-m (accurate), emonet-s (fast) or emonet-t (fastest); "
+             "default: settings (EP_CLASSIFY__MODEL).")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="Weights .safetensors with its .json card (overrides --model).")] = None,
+    runtime: Annotated[Runtime | None, typer.Option(help="Inference runtime (default: settings).")] = None,
+    tta: Annotated[bool | None, typer.Option(
+        "--tta", help="Average each face with its mirror image (2x classifier cost; default: settings).")] = None,
+    fps: Annotated[float, typer.Option(help="Frames per second analysed in videos.")] = 2.0,
+    max_frames: Annotated[int | None, typer.Option(help="Cap on analysed frames per video.")] = None,
+    max_rows: Annotated[int, typer.Option(help="Face lines printed per file (human output).")] = 20,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON list (per file, per face) instead.")] = False,
+) -> None:
+    """Detect faces and classify emotions in images, videos or folders (offline: no Ray, no Redis).
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``emotionpipe analyze``.
-
-    Returns:
-        0 when every file was read, 1 when some could not be (their errors are
-        still reported), 2 on a configuration or model error.
+    Exit status: 0 when every file was read, 1 when some could not be (errors still shown), 2 on bad options or model.
     """
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.fps <= 0:
-        p.error("--fps must be > 0")
+    if fps <= 0:
+        ctx.fail("--fps must be > 0")
     # The detector's onnxruntime and ours would otherwise chatter on stderr.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     # Heavy imports here: --help must not pay for onnxruntime and torch.
-    from pipeline.classify.engine import EmotionEngine
-    from pipeline.detect.detector import FaceDetector
+    from pipeline.classify.backends import create_backend
+    from pipeline.detect.analyze import analyze_paths
+    from pipeline.detect.detector import DetectionStage
+    from pipeline.exceptions import PipelineError
     from pipeline.settings import ClassifySettings, load_settings
 
     try:
         settings = load_settings()
-        wanted = {"model": args.model, "weights": args.weights, "runtime": args.runtime, "tta": args.tta}
+        wanted = {"model": model, "weights": weights, "runtime": runtime.value if runtime else None, "tta": tta}
         changes = {k: v for k, v in wanted.items() if v is not None}
         # Re-validate rather than model_copy(update=...), which would skip validation.
         classify = ClassifySettings(**{**settings.classify.model_dump(), **changes})
-        detector = FaceDetector(settings.detect)
-        engine = EmotionEngine.load(classify)
+        detector = DetectionStage(settings.detect)
+        engine = create_backend(classify)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
-    results = analyze_paths(args.paths, detector, engine, sample_fps=args.fps, max_frames=args.max_frames)
+    results = analyze_paths(paths, detector, engine, sample_fps=fps, max_frames=max_frames)
     if not results:
-        print("error: no image or video files found", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps([to_json(r) for r in results], indent=1))
+        typer.echo("error: no image or video files found", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps([to_json(r) for r in results], indent=1))
     else:
-        print("\n\n".join(format_human(r, args.max_rows) for r in results))
-    return 1 if any(r.error for r in results) else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        typer.echo("\n\n".join(format_human(r, max_rows) for r in results))
+    raise typer.Exit(1 if any(r.error for r in results) else 0)

@@ -1,8 +1,7 @@
-"""CLI commands that talk to the HTTP API: cameras, summaries, ``watch``, export, alerts, token.
+"""Camera commands and the read-only views: ``cameras ...``, ``summary``, ``watch``, ``token``.
 
-Wired into the ``emotionpipe`` app by :mod:`pipeline.cli`. Every command takes ``--api`` and
-``--token``; errors come back as one red line with the API's reason (exit 1), or exit 2 when
-the API cannot be reached.
+Every command takes ``--api`` and ``--token``; errors come back as one red line with the API's
+reason (exit 1), or exit 2 when the API cannot be reached (:mod:`pipeline.cli.client`).
 """
 
 from __future__ import annotations
@@ -14,20 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli_client import ApiOpt, JsonOpt, TokenOpt, api_base, local_token, request, request_raw
+from pipeline.cli.client import api_base, local_token, print_table, request, request_raw
+from pipeline.cli.options import ApiOpt, JsonOpt, TokenOpt
+
+__all__ = ["cameras_app", "show_token", "summary", "watch"]
 
 cameras_app = typer.Typer(no_args_is_help=True, help="Register, list, pause/resume and remove camera streams.")
-alerts_app = typer.Typer(no_args_is_help=True, help="Alert rules: share of emotions over a window -> webhook.")
 
-LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 STATE_COLORS = {"live": "green", "connecting": "yellow", "reconnecting": "yellow", "failed": "red", "stopped": "dim"}
-
-
-def _print_table(table: Any) -> None:
-    from rich.console import Console
-
-    # A wide console: CliRunner and pipes have no terminal, and ids must not be wrapped.
-    Console(width=max(120, Console().width)).print(table)
 
 
 # --------------------------------------------------------------------------- cameras
@@ -73,7 +66,7 @@ def cameras_list(
     for c in cams:
         table.add_row(c["id"], c["url"], f"{c['fps']:g}", "yes" if c["enabled"] else "paused",
                       ",".join(c.get("groups", [])), c["name"])
-    _print_table(table)
+    print_table(table)
 
 
 @cameras_app.command("rm")
@@ -144,7 +137,7 @@ def summary(
         f"(last {s['window_s']:g}s, model {s['model'] or '-'})"))
     for label, count in s["counts"].items():
         table.add_row(label, str(count), f"{s['shares'][label]:.1%}", f"{s['mean_probs'][label]:.3f}")
-    _print_table(table)
+    print_table(table)
 
 
 def _overview_table(data: dict[str, Any]) -> Any:
@@ -174,7 +167,7 @@ def watch(
     """Live table of all cameras: state, fps, faces, dominant emotion, top shares (Ctrl-C ends)."""
     url = f"{api_base(api)}/overview"
     if once:
-        _print_table(_overview_table(request("GET", url, token, params={"window": window})))
+        print_table(_overview_table(request("GET", url, token, params={"window": window})))
         return
     from rich.live import Live
 
@@ -191,79 +184,7 @@ def show_token() -> None:
     """Print the local stack's API token (for curl, dashboards, EP_API_TOKEN)."""
     secret = local_token()
     if not secret:
-        typer.secho("no API token found: start the stack with `emotionpipe up` or set EP_API__TOKENS", err=True, fg="red")
+        typer.secho("no API token found: start the stack with `emotionpipe up` or set EP_API__TOKENS",
+                    err=True, fg="red")
         raise typer.Exit(1)
     typer.echo(secret)
-
-
-# --------------------------------------------------------------------------- alerts
-@alerts_app.command("list")
-def alerts_list(api: ApiOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List alert rules with their last evaluation (webhook credentials masked)."""
-    rules = request("GET", f"{api_base(api)}/alerts", token)
-    if as_json:
-        typer.echo(json.dumps(rules, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table("id", "target", "condition", "window", "min faces", "webhook", "enabled", "last value")
-    for r in rules:
-        target = f"camera {r['camera_id']}" if r["camera_id"] else f"group {r['group']}"
-        last = r["state"]["last_value"]
-        table.add_row(r["id"], target, f"{'+'.join(r['labels'])} {r['op']} {r['threshold']:g}", f"{r['window']:g}s",
-                      str(r["min_faces"]), r["webhook_url"] or "-", "yes" if r["enabled"] else "no",
-                      "-" if last is None else f"{last:.3f}{' (firing)' if r['state']['active'] else ''}")
-    _print_table(table)
-
-
-@alerts_app.command("add")
-def alerts_add(
-    rule_id: Annotated[str, typer.Argument(metavar="ID")],
-    labels: Annotated[str, typer.Option(help="Comma-separated labels whose shares add up, e.g. angry,fear.")],
-    threshold: Annotated[float, typer.Option(help="Share 0..1.")],
-    camera: Annotated[str | None, typer.Option("--camera", "-c", help="Camera watched.")] = None,
-    group: Annotated[str | None, typer.Option("--group", "-g", help="Camera group watched.")] = None,
-    op: Annotated[str, typer.Option(help="> >= < <=")] = ">",
-    window: Annotated[str, typer.Option(help="Window: 30s, 5m, 1h, ...")] = "5m",
-    min_faces: Annotated[int, typer.Option(help="Faces needed in the window before it can fire.")] = 10,
-    webhook: Annotated[str | None, typer.Option(help="http(s) URL receiving a JSON POST per firing.")] = None,
-    cooldown: Annotated[str, typer.Option(help="Minimum time between firings.")] = "10m",
-    description: Annotated[str, typer.Option()] = "",
-    disabled: Annotated[bool, typer.Option("--disabled", help="Create it disabled.")] = False,
-    api: ApiOpt = None,
-    token: TokenOpt = None,
-) -> None:
-    """Create an alert rule, e.g. `alerts add lobby-tense -c lobby --labels angry,fear --threshold 0.3`."""
-    body: dict[str, Any] = {
-        "id": rule_id, "labels": [x.strip() for x in labels.split(",") if x.strip()], "threshold": threshold,
-        "op": op, "window": window, "min_faces": min_faces, "cooldown": cooldown, "description": description,
-        "enabled": not disabled, "webhook_url": webhook, "camera_id": camera, "group": group,
-    }
-    rule = request("POST", f"{api_base(api)}/alerts", token, json=body)
-    typer.echo(f"added alert {rule['id']} ({'+'.join(rule['labels'])} {rule['op']} {rule['threshold']:g} "
-               f"over {rule['window']:g}s)")
-
-
-@alerts_app.command("rm")
-def alerts_rm(rule_id: Annotated[str, typer.Argument(metavar="ID")], api: ApiOpt = None,
-              token: TokenOpt = None) -> None:
-    """Delete an alert rule and its events."""
-    request("DELETE", f"{api_base(api)}/alerts/{rule_id}", token)
-    typer.echo(f"removed alert {rule_id}")
-
-
-@alerts_app.command("events")
-def alerts_events(rule_id: Annotated[str, typer.Argument(metavar="ID")], api: ApiOpt = None,
-                  token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """Recent firings of a rule with the webhook outcome."""
-    events = request("GET", f"{api_base(api)}/alerts/{rule_id}/events", token)
-    if as_json:
-        typer.echo(json.dumps(events, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table("time", "value", "faces", "status", "attempts", "error")
-    for e in events:
-        table.add_row(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"])), f"{e['value']:.3f}",
-                      str(e["faces"]), e["status"], str(e["attempts"]), e["error"] or "-")
-    _print_table(table)

@@ -1,18 +1,23 @@
-"""Where camera URLs may point: the server-side request forgery (SSRF) policy.
+"""Where user-given URLs may point: the server-side request forgery (SSRF) policy.
 
-A camera URL makes the pipeline open a connection to a host an API user chose. Without
-a policy, a user with a write token can point a "camera" at the pipeline's own services
-(Redis on loopback, the Ray dashboard), at a cloud metadata endpoint (169.254.169.254,
-``metadata.google.internal``) or sweep ports and read the answer from the camera's health.
+A camera URL or an alert's webhook URL makes the pipeline open a connection to a host an
+API user chose. Without a policy, a user with a write token can point a "camera" or a
+webhook at the pipeline's own services (Redis on loopback, the Ray dashboard), at a cloud
+metadata endpoint (169.254.169.254, ``metadata.google.internal``) or sweep ports and read
+the answer from the camera's health or the webhook's delivery status.
 
-Rules (checked when a camera is registered, when its reader is spawned, and again before
-every connection attempt so a name that later re-resolves elsewhere is caught too):
+Rules (checked when a camera or alert is registered, and again before connecting so a
+name that later re-resolves elsewhere is caught too):
 
 - always refused: cloud metadata endpoints (names and addresses), unspecified
   (``0.0.0.0/8``, ``::``), multicast, broadcast and reserved addresses;
-- loopback (``127.0.0.0/8``, ``::1``, ``localhost``) only with ``ingest.allow_loopback``;
-- link-local (``169.254.0.0/16``, ``fe80::/10``) only with ``ingest.allow_link_local``;
-- private LAN ranges (10/8, 172.16/12, 192.168/16, fc00::/7) are allowed: IP cameras live there.
+- loopback (``127.0.0.0/8``, ``::1``, ``localhost``) only with ``<section>.allow_loopback``;
+- link-local (``169.254.0.0/16``, ``fe80::/10``) only with ``<section>.allow_link_local``;
+- private LAN ranges (10/8, 172.16/12, 192.168/16, fc00::/7) are allowed: IP cameras and
+  in-house webhook receivers live there.
+
+``<section>`` is the settings section that holds the switches: ``ingest`` for cameras,
+``alerts`` for webhooks. Both satisfy :class:`HostRules`.
 
 Numeric hosts are read the way the C resolver reads them, so ``2130706433``, ``0x7f.1``,
 ``0177.0.0.1`` and ``127.1`` are all 127.0.0.1, and IPv6 forms that embed an IPv4 address
@@ -22,9 +27,9 @@ Host names are resolved with a short timeout. A name that does not resolve (or n
 time) is *accepted*: a camera may be registered before its DNS entry exists or while
 the DNS server is down, and it cannot be reached through a name that does not resolve.
 The check runs again before each connection, which narrows DNS rebinding to the moment
-between our lookup and FFmpeg's; it does not close it (FFmpeg resolves on its own) and it
-does not see HTTP redirects followed by FFmpeg. Deployments that need a hard guarantee
-should also restrict the readers' egress with a network policy.
+between our lookup and the client's (FFmpeg, httpx); it does not close it, and it does not
+see HTTP redirects followed by FFmpeg. Deployments that need a hard guarantee should also
+restrict egress with a network policy.
 """
 
 from __future__ import annotations
@@ -33,10 +38,7 @@ import ipaddress
 import re
 import socket
 import threading
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pipeline.settings import IngestSettings
+from typing import Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -72,6 +74,19 @@ _V4_COMPAT = ipaddress.ip_network("::/96")
 _NUMERIC_V4_RE = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$")
 
 
+class HostRules(Protocol):
+    """The switches of the policy; ``IngestSettings`` and ``AlertSettings`` both have them."""
+
+    @property
+    def allow_loopback(self) -> bool: ...
+
+    @property
+    def allow_link_local(self) -> bool: ...
+
+    @property
+    def resolve_timeout_s(self) -> float: ...
+
+
 class BlockedHost(Exception):
     """A host the policy refuses; ``str()`` is a reason without the URL (callers add it redacted)."""
 
@@ -86,18 +101,19 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return None
 
 
-def check_address(ip: IPAddress, settings: IngestSettings) -> None:
-    """Raise :class:`BlockedHost` if ``ip`` is not a place a camera may be.
+def check_address(ip: IPAddress, rules: HostRules, *, section: str) -> None:
+    """Raise :class:`BlockedHost` if ``ip`` is not a place the pipeline may connect to.
 
     Args:
         ip: The address (literal or resolved).
-        settings: ``allow_loopback`` / ``allow_link_local``.
+        rules: ``allow_loopback`` / ``allow_link_local``.
+        section: Settings section holding those switches, named in the refusal.
     """
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_v4(ip)
         if inner is not None:
             # Packets go to (or are translated for) the IPv4 address; the v6 form is a disguise.
-            check_address(inner, settings)
+            check_address(inner, rules, section=section)
             return
         if ip.scope_id:
             ip = ipaddress.IPv6Address(ip.compressed.split("%", 1)[0])
@@ -106,12 +122,12 @@ def check_address(ip: IPAddress, settings: IngestSettings) -> None:
     if ip.is_unspecified or (isinstance(ip, ipaddress.IPv4Address) and ip in _THIS_NETWORK):
         raise BlockedHost("is an unspecified address")
     if ip.is_loopback:
-        if not settings.allow_loopback:
-            raise BlockedHost("is a loopback address (set ingest.allow_loopback to allow it)")
+        if not rules.allow_loopback:
+            raise BlockedHost(f"is a loopback address (set {section}.allow_loopback to allow it)")
         return
     if ip.is_link_local:
-        if not settings.allow_link_local:
-            raise BlockedHost("is a link-local address (set ingest.allow_link_local to allow it)")
+        if not rules.allow_link_local:
+            raise BlockedHost(f"is a link-local address (set {section}.allow_link_local to allow it)")
         return
     if ip.is_multicast:
         raise BlockedHost("is a multicast address")
@@ -120,14 +136,15 @@ def check_address(ip: IPAddress, settings: IngestSettings) -> None:
 
 
 def parse_literal(host: str) -> IPAddress | None:
-    """The address a numeric host denotes (any IPv4 spelling, bracketed IPv6), else None.
+    """The address a numeric host denotes (any IPv4 spelling, IPv6 with or without brackets), else None.
 
     Raises:
-        BlockedHost: A bracketed host that is not a valid IPv6 address.
+        BlockedHost: A bracketed (or colon-holding) host that is not a valid IPv6 address.
     """
-    if host.startswith("["):
+    if host.startswith("[") or ":" in host:
+        # No host name holds a colon: what an HTTP client hands the resolver is an IPv6 literal.
         try:
-            return ipaddress.IPv6Address(host[1:-1])
+            return ipaddress.IPv6Address(host[1:-1] if host.startswith("[") else host)
         except ValueError:
             raise BlockedHost("is not a valid IPv6 address") from None
     if _NUMERIC_V4_RE.match(host):
@@ -158,19 +175,20 @@ def resolve(host: str, timeout_s: float) -> list[IPAddress] | None:
                 continue
         box[0] = out
 
-    thread = threading.Thread(target=lookup, name="ingest-resolve", daemon=True)
+    thread = threading.Thread(target=lookup, name="netpolicy-resolve", daemon=True)
     thread.start()
     thread.join(timeout_s)
     return None if thread.is_alive() else box[0]
 
 
-def check_host(host: str, settings: IngestSettings, *, resolve_names: bool = True) -> None:
-    """Apply the policy to a URL's host (``name``, ``1.2.3.4`` or ``[v6]``).
+def check_host(host: str, rules: HostRules, *, section: str, resolve_names: bool = True) -> None:
+    """Apply the policy to a URL's host (``name``, ``1.2.3.4``, ``[v6]`` or ``v6``).
 
     Args:
         host: The host part of the URL, as written (case and a trailing dot are ignored).
-        settings: Ingest settings (``allow_loopback``, ``allow_link_local``,
-            ``resolve_timeout_s``).
+        rules: ``allow_loopback``, ``allow_link_local``, ``resolve_timeout_s``.
+        section: Settings section holding those switches (``ingest``, ``alerts``), named
+            in the refusal so the reader knows what to change.
         resolve_names: Resolve names and check every address they resolve to.
 
     Raises:
@@ -179,19 +197,19 @@ def check_host(host: str, settings: IngestSettings, *, resolve_names: bool = Tru
     name = host.strip().lower().rstrip(".")
     literal = parse_literal(name)
     if literal is not None:
-        check_address(literal, settings)
+        check_address(literal, rules, section=section)
         return
     if name in METADATA_HOSTS:
         raise BlockedHost("is a cloud metadata endpoint")
     if name == "localhost" or name.endswith(".localhost"):
         # RFC 6761: always loopback, whatever a resolver says.
-        check_address(ipaddress.IPv4Address("127.0.0.1"), settings)
+        check_address(ipaddress.IPv4Address("127.0.0.1"), rules, section=section)
         return
-    if not resolve_names or settings.resolve_timeout_s <= 0:
+    if not resolve_names or rules.resolve_timeout_s <= 0:
         return
-    addresses = resolve(name, settings.resolve_timeout_s)
+    addresses = resolve(name, rules.resolve_timeout_s)
     for ip in addresses or ():
         try:
-            check_address(ip, settings)
+            check_address(ip, rules, section=section)
         except BlockedHost as exc:
             raise BlockedHost(f"resolves to an address that {exc}") from None

@@ -1,0 +1,76 @@
+"""``emotionpipe train`` (also ``python -m pipeline.train``): train an emotion CNN on FER2013-style npz data.
+
+The defaults are :class:`pipeline.train.trainer.TrainConfig`'s, spelled out so that ``--help`` shows
+them without importing torch (``tests/unit/test_cli.py`` keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+import typer
+
+__all__ = ["train"]
+
+
+def train(
+    data: Annotated[str, typer.Option(help="npz with x_train/y_train/x_val/y_val.")] = "../shared/data/fer2013.npz",
+    out: Annotated[str | None, typer.Option(help="Run directory (checkpoints); default runs/<arch>.")] = None,
+    arch: Annotated[str, typer.Option(help="emonet-t | emonet-s | emonet-m | emonet-l | emonet-r | resnet18")] = "emonet-s",
+    epochs: Annotated[int, typer.Option()] = 120,
+    batch_size: Annotated[int, typer.Option()] = 128,
+    lr: Annotated[float, typer.Option()] = 0.05,
+    weight_decay: Annotated[float, typer.Option()] = 5e-4,
+    label_smoothing: Annotated[float, typer.Option()] = 0.0,
+    class_weighting: Annotated[Literal["none", "sqrt", "inverse"], typer.Option()] = "sqrt",
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    time_budget_min: Annotated[float | None, typer.Option(help="Shrink the schedule to fit this budget.")] = None,
+    teacher: Annotated[list[str] | None, typer.Option(
+        help="Teacher for distillation, best.pt or shipped .safetensors (repeatable).")] = None,
+    init: Annotated[str | None, typer.Option(
+        help="Fine-tune: start from these weights (best.pt or shipped .safetensors).")] = None,
+    warmup_epochs: Annotated[int, typer.Option()] = 3,
+    kd_alpha: Annotated[float, typer.Option()] = 0.7,
+    kd_temperature: Annotated[float, typer.Option()] = 4.0,
+    mix_p: Annotated[float, typer.Option(help="CutMix probability.")] = 0.0,
+    erase_p: Annotated[float, typer.Option(help="Random-erasing probability.")] = 0.5,
+    swa_start: Annotated[int, typer.Option(
+        help="From this epoch on, hold the LR at --swa-lr and average the weights of every epoch (0 = off).")] = 0,
+    swa_lr: Annotated[float, typer.Option()] = 0.01,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/last.pt.")] = False,
+) -> None:
+    """Train an emotion CNN on FER2013-style npz data (checkpoints every epoch; --resume continues)."""
+    from dataclasses import replace
+
+    from pipeline.train.trainer import TrainConfig, Trainer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = TrainConfig(
+        data=data,
+        out=out or f"runs/{arch}",
+        arch=arch,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        label_smoothing=label_smoothing,
+        class_weighting=class_weighting,
+        seed=seed,
+        device=device,
+        threads=threads,
+        time_budget_min=time_budget_min,
+        teachers=list(teacher or []),
+        init=init,
+        warmup_epochs=warmup_epochs,
+        kd_alpha=kd_alpha,
+        kd_temperature=kd_temperature,
+        swa_start=swa_start,
+        swa_lr=swa_lr,
+        resume=resume,
+    )
+    cfg = replace(cfg, augment=replace(cfg.augment, mix_p=mix_p, erase_p=erase_p))
+    best = Trainer(cfg).fit()
+    typer.echo(f"best validation accuracy {best:.4f}; checkpoints in {cfg.out}")
