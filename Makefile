@@ -15,11 +15,13 @@ PYTEST_ARGS  ?=
 RUN_ARGS     ?= --demo
 
 # Debian packages the stack and its tests need: the embedded Redis, the GStreamer RTSP server used
-# by the tests (run by Debian's python3 through python3-gi), ffmpeg for media checks, and
-# Chromium for the dashboard's browser tests.
+# by the tests (run by Debian's python3 through python3-gi), ffmpeg for media checks,
+# Chromium for the dashboard's browser tests, and podman with runc and mmdebstrap for the image
+# and the container cluster (deploy/containers.py).
 APT_PACKAGES := redis-server python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
                 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-                gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg chromium
+                gstreamer1.0-plugins-ugly gstreamer1.0-libav ffmpeg chromium \
+                podman buildah runc mmdebstrap uidmap fuse-overlayfs slirp4netns
 
 # Local Ray clusters otherwise turn on token auth (401 from the dashboard / serve deploy) and
 # phone home; neither is wanted on a laptop or in CI.
@@ -29,10 +31,11 @@ export PYTHONDONTWRITEBYTECODE  := 1
 
 SUDO := $(shell if [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then echo sudo; fi)
 
-.PHONY: help install system-deps venv run up down status test test-fast typecheck bench dashboard gpu-pack clean distclean
+.PHONY: help install system-deps venv run up down status test test-fast typecheck bench dashboard gpu-pack \
+        image image-smoke cluster-up cluster-down clean distclean
 
 help:
-	@echo "make run | make test | make test-fast | make typecheck | make bench | make dashboard | make down | make clean | make distclean"
+	@echo "make run | make test | make test-fast | make typecheck | make bench | make image | make cluster-up | make cluster-down | make dashboard | make down | make clean | make distclean"
 
 install: system-deps venv
 
@@ -84,6 +87,22 @@ test-fast: install
 
 typecheck: install
 	$(BIN)/python -m mypy pipeline
+
+# The container image (deploy/Dockerfile) on a Debian base made here from Debian packages; real
+# clusters: python3 deploy/containers.py image --base rayproject/ray:2.60.0-py311.
+image: system-deps
+	python3 deploy/containers.py image
+
+image-smoke: image
+	python3 deploy/containers.py smoke
+
+# Redis (AOF, password) + Ray head + 2 Ray workers in containers, serve-cluster.yaml deployed;
+# the API on 127.0.0.1:8000, its token in .ep-data/cluster.json.
+cluster-up: image
+	python3 deploy/containers.py up
+
+cluster-down:
+	python3 deploy/containers.py down
 
 # The classifier's served speed (quick, quiet machine); the live benchmarks are `emotionpipe bench --help`.
 bench: install

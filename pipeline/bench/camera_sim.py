@@ -36,12 +36,12 @@ def transcode_for_passthrough(src: Path, out_dir: Path, width: int = 640, height
     return dst
 
 
-def _wait_port(port: int, timeout: float) -> bool:
+def _wait_port(host: str, port: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((host, port)) == 0:
                 return True
         time.sleep(0.05)
     return False
@@ -51,10 +51,13 @@ class RtspServer:
     """The GStreamer RTSP test server as a child process; killable and restartable on one port.
 
     Shared by the benchmark and the test fixtures. ``mounts`` maps a mount name to a file:
-    ``rtsp://127.0.0.1:PORT/<name>``.
+    ``rtsp://<host>:PORT/<name>``. ``host`` is the address it listens on: loopback by default,
+    the gateway of a container network for cameras that containers read.
     """
 
-    def __init__(self, port: int, mounts: dict[str, Path], log: Path, passthrough: bool = False) -> None:
+    def __init__(self, port: int, mounts: dict[str, Path], log: Path, passthrough: bool = False,
+                 host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.mounts = dict(mounts)
         self.log = log
@@ -64,17 +67,17 @@ class RtspServer:
     def url(self, mount: str) -> str:
         if mount not in self.mounts:
             raise KeyError(f"no RTSP mount {mount!r}; have {sorted(self.mounts)}")
-        return f"rtsp://127.0.0.1:{self.port}/{mount}"
+        return f"rtsp://{self.host}:{self.port}/{mount}"
 
     def start(self, timeout: float = 15.0) -> None:
-        args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port)]
+        args = [SYSTEM_PYTHON, str(RTSP_SERVER), "--host", self.host, "--port", str(self.port)]
         if self.passthrough:
             args.append("--passthrough")
         args += [f"{name}={path}" for name, path in self.mounts.items()]
         # A file, not a pipe: GStreamer warnings must never fill a pipe and stall the server.
         with self.log.open("ab") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        if not _wait_port(self.port, timeout):
+        if not _wait_port(self.host, self.port, timeout):
             code = self._proc.poll()
             self.kill()
             raise RuntimeError(f"RTSP server not listening on {self.port} within {timeout}s (exit {code}); see {self.log}")

@@ -225,6 +225,11 @@ class AggregateOps(StoreBase):
             out.append(float(latency))
         return out
 
+    def newest_result_ts(self, camera_id: str) -> float | None:
+        """Capture time of the camera's most recently committed face; None when there is none."""
+        raw = self.client.hget(self.keys.meta(camera_id), "last_ts")
+        return float(raw) if raw is not None else None
+
     def recent_results(self, camera_id: str, limit: int = 50) -> list[EmotionResult]:
         """Newest results of a camera, newest first (unreadable entries skipped)."""
         out = []

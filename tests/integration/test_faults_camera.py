@@ -77,7 +77,7 @@ def auth_rtsp(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        assert _wait_port(port, 15), "auth RTSP server did not start"
+        assert _wait_port("127.0.0.1", port, 15), "auth RTSP server did not start"
         yield f"127.0.0.1:{port}"
     finally:
         proc.terminate()
