@@ -1,4 +1,5 @@
-"""The cluster profile for real: the image built with podman, Redis + a Ray head + two Ray workers in
+"""The cluster profile for real: the image built with podman and checked inside (CLI, Serve entry
+points, the shipped model on a photo), then Redis + a Ray head + two Ray workers in
 containers (``deploy/containers.py``, what ``make cluster-up`` runs), serve-cluster.yaml deployed.
 
 One scenario, in order, on one cluster: RTSP cameras on the host give faces with the right dominant
@@ -55,14 +56,27 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: 
 
 
 @pytest.fixture(scope="module")
-def cluster(shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def image() -> str:
     reason = containers.containers_refused()
     if reason:
-        print(f"SKIP container cluster: {reason}")
+        print(f"SKIP container tests: {reason}")
         pytest.skip(reason)
     if not containers.image_is_current():
         # Progress shows in the CI log: the first build takes a couple of minutes.
         subprocess.run([sys.executable, str(REPO / "deploy" / "containers.py"), "image"], check=True)
+    return str(containers.IMAGE)
+
+
+def test_image_runs_the_cli_the_serve_entry_points_and_the_shipped_model(image: str, shared_media: Path) -> None:
+    # Inside the image, offline: --help, the Serve entry points import, and a photo goes through
+    # the shipped detector and classifier.
+    result = containers.smoke(shared_media / "images" / "single_face.jpg")
+    assert result["model"] == "emonet-m@1"
+    assert [face["label"] for face in result["faces"]] == ["happy"]
+
+
+@pytest.fixture(scope="module")
+def cluster(image: str, shared_media: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = containers.cluster_up(free_port())
     log = tmp_path_factory.mktemp("cluster") / "rtsp.log"
     clips = shared_media / "video" / "cremad"
