@@ -50,18 +50,15 @@ class ArchResult:
 
 
 def _int8_engine(name: str, model, threads: int, seed: int):  # -> EmotionEngine
-    import torch
-
-    from pipeline.classify.engine import EmotionEngine, ModelCard, _onnx_runner, onnx_bytes
+    from pipeline.classify.engine import EmotionEngine, ModelCard, onnx_runner, onnx_bytes
     from pipeline.classify.model import fuse_branches
     from pipeline.train.quantize import quantize_onnx
 
-    torch.manual_seed(seed)
     model.eval()
     fuse_branches(model)
     calibration = np.random.default_rng(seed).integers(0, 256, size=(256, 48, 48), dtype=np.uint8)
     int8, _ = quantize_onnx(onnx_bytes(model), calibration)
-    return EmotionEngine(ModelCard(name=name, arch=name, version=0, metrics={}), _onnx_runner(int8, threads),
+    return EmotionEngine(ModelCard(name=name, arch=name, version=0, metrics={}), onnx_runner(int8, threads),
                          "onnx-int8/cpu")
 
 
@@ -76,6 +73,7 @@ def bench_layouts(layouts: dict[str, str], batch: int = 64, threads: int = 1, se
 
     from pipeline.classify.model import RepNet, build_model, count_macs, parse_layout
 
+    torch.manual_seed(0)  # random weights: speed does not depend on them, but runs stay comparable
     models = {name: build_model(name) for name in BASELINES}
     models |= {name: RepNet(parse_layout(layout)) for name, layout in layouts.items()}
     engines, meta = {}, {}

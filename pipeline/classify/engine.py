@@ -157,7 +157,7 @@ def _int8_model(weights: Path, card: ModelCard) -> bytes | None:
     return path.read_bytes()
 
 
-def _onnx_runner(model_bytes: bytes, threads: int) -> Runner:
+def onnx_runner(model_bytes: bytes, threads: int) -> Runner:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -227,7 +227,7 @@ class EmotionEngine:
         if runtime == "onnx-int8":
             int8 = _int8_model(weights, card)
             if int8 is not None:
-                runner = _onnx_runner(int8, settings.threads)
+                runner = onnx_runner(int8, settings.threads)
             else:
                 log.warning("no %s next to %s (make one with `emotionpipe quantize`); serving fp32 onnx",
                             int8_path(weights).name, weights.name)
@@ -236,7 +236,7 @@ class EmotionEngine:
             # Only the fp32 paths need torch (export or eager): int8 replicas never import it.
             model = load_torch_model(weights, card.arch)
             if runtime == "onnx":
-                runner = _onnx_runner(onnx_bytes(model), settings.threads)
+                runner = onnx_runner(onnx_bytes(model), settings.threads)
             else:
                 runner = _torch_runner(model, settings.threads, device)
         log.info("loaded %s (%s) on %s/%s", card.tag, card.arch, runtime, device)
