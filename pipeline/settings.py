@@ -62,6 +62,10 @@ class IngestSettings(_Section):
         "connection. 0 = check literal addresses only.",
     )
     reconcile_interval_s: float = Field(1.0, description="How often the camera manager syncs the registry.")
+    cameras_per_reader: int = Field(
+        8, ge=1, le=64, description="Cameras one reader process hosts (each with its own decoder threads); a process "
+        "costs ~2 % of a core and ~100 MB on its own. 1 = a process per camera (most isolation)."
+    )
 
 
 class DetectSettings(_Section):
@@ -82,6 +86,25 @@ class DetectSettings(_Section):
     )
     track_iou: float = Field(0.3, description="IoU above which a detection continues a track.")
     track_max_age_s: float = Field(2.0, description="A track unseen this long is closed.")
+    full_scan_interval_s: float = Field(
+        1.0, ge=0, description="Search a camera's whole frame at most this often (a new face is found within it); "
+        "frames in between are searched only around tracked faces, and skipped when there are none. 0 = the whole "
+        "frame every frame (5-10x the detection CPU)."
+    )
+    region_scale: float = Field(1.6, ge=1.2, description="Side of the region searched around a tracked face, in "
+                                "face-box sides (room for the face to move between samples; a face that moved "
+                                "out of it triggers a full scan).")
+    region_px: int = Field(
+        384, ge=64, description="Larger regions are shrunk to this many pixels per side. Regions are searched at full "
+        "resolution below it: shrunk faces get slightly different landmarks, and the classifier's label changes "
+        "with them about as often as when the camera moves by 3 px (see `emotionpipe bench detection`)."
+    )
+    region_score_threshold: float = Field(
+        0.5, ge=0, le=1, description="Detection confidence needed inside a tracked face's region (the track is "
+        "strong evidence; full scans use score_threshold)."
+    )
+    region_max_gap_s: float = Field(0.6, ge=0, description="A track unseen this long gets no region any more: only a "
+                                    "full scan can find the face again.")
 
 
 # Names of the classifier backends in pipeline.classify.backends' registry (a test there keeps

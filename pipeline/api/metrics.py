@@ -74,13 +74,16 @@ class StoreCollector(Collector):
         state = GaugeMetricFamily("ep_camera_state", "Reader state (1 for the current one).", labels=["camera", "state"])
         gauges = {
             "fps_in": gauge("fps_in", "Frames per second read from the source."),
-            "fps_out": gauge("fps_processed", "Frames per second sent to face detection."),
+            "fps_out": gauge("fps_processed", "Frames per second processed: sent to face detection, or idle (no "
+                             "tracked face and no full scan due: nothing to detect)."),
             "fps_target": gauge("fps_target", "Configured sampling rate."),
             "inflight": gauge("frames_inflight", "Frames in detection now."),
         }
         health_counters = {
             "frames_in": counter("frames_in", "Frames read from the source (since the reader started)."),
             "frames_sent": counter("frames_processed", "Frames sent to detection (since the reader started)."),
+            "frames_idle": counter("frames_idle", "Frames that needed no detection: no tracked face and no full "
+                                   "scan due (since the reader started)."),
             "dropped": counter("frames_dropped", "Frames dropped at the reader because detection was saturated."),
             "detect_skipped": counter("frames_skipped_stale", "Frames skipped by a detector: older than "
                                       "detect.max_frame_age_s when their turn came."),

@@ -109,7 +109,8 @@ class CameraOverview(BaseModel):
     groups: list[str]
     state: str = Field(description="Reader state, or 'unknown' when the reader does not report.")
     fps_in: float = Field(description="Frames per second read from the source.")
-    fps_processed: float = Field(description="Frames per second sent to detection.")
+    fps_processed: float = Field(description="Frames per second processed: sent to detection, or idle (nothing "
+                                 "tracked and no full scan due).")
     faces: int = Field(description="Faces classified in the window.")
     dominant: str | None = Field(description="Most frequent label in the window.")
     shares: dict[str, float] = Field(description="Share of each label in the window.")

@@ -204,7 +204,9 @@ class PipelineBench:
         def delta(c: str, key: str) -> int:
             return int(h1.get(c, {}).get(key, 0)) - int(h0.get(c, {}).get(key, 0))
 
-        processed = {c: (delta(c, "frames_sent") - delta(c, "detect_errors")) / dt for c in self.cameras}
+        # Idle frames (nothing tracked, no full scan due) are processed too: they need no detection.
+        processed = {c: (delta(c, "frames_sent") + delta(c, "frames_idle") - delta(c, "detect_errors")) / dt
+                     for c in self.cameras}
         lat = self.latencies(t0)
         lat = [v for v in lat if v >= 0]
         lag_growth = slope(lags) * dt

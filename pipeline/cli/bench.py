@@ -8,6 +8,7 @@ print the results.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -166,6 +167,43 @@ def bench_pipeline(
         videos=tuple(video or ()), overrides=_overrides(ctx, set_), keep_data=keep_data,
     )
     raise typer.Exit(run_ramp(opts))
+
+
+@bench_app.command("detection")
+def bench_detection(
+    ctx: typer.Context,
+    video: Annotated[list[Path] | None, typer.Option(
+        "--video", help="Clip to compare, repeatable; default the CREMA-D clips, crowd.mp4, no_face.mp4 and the "
+                        "clips where a face appears or leaves.")] = None,
+    fps: Annotated[float, typer.Option(help="Sampling rate (the camera's fps).")] = 5.0,
+    loops: Annotated[int, typer.Option(help="Times each clip is played (short clips, as looping cameras).")] = 5,
+    noise: Annotated[float, typer.Option(help="Sensor noise of the degraded run, grey levels.")] = 10.0,
+    shake: Annotated[float, typer.Option(help="Camera shake of the degraded run, pixels.")] = 30.0,
+    set_: SetOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Scheduled detection (full scans at an interval, tracked regions between) vs every-frame detection."""
+    from pipeline.bench.detection_bench import DetectionBenchOptions, format_report, run_detection_bench
+    from pipeline.bench.harness import DEFAULT_MEDIA
+    from pipeline.classify.backends import create_backend
+    from pipeline.settings import load_settings
+
+    if fps <= 0 or loops < 1 or noise < 0 or shake < 0:
+        ctx.fail("--fps must be > 0, --loops >= 1, --noise and --shake >= 0")
+    os.environ.update(_overrides(ctx, set_))  # read by load_settings, like the stack's EP_* variables
+    settings = load_settings()
+    media = DEFAULT_MEDIA.parent
+    expression = tuple(sorted(DEFAULT_MEDIA.glob("*.mp4")))
+    default = expression + tuple(media / n for n in ("crowd.mp4", "no_face.mp4", "noface_face.mov", "face_noface.mov"))
+    clips = tuple(video or default)
+    missing = [str(c) for c in clips if not c.is_file()]
+    if missing:
+        ctx.fail(f"no such clip: {', '.join(missing)}")
+    opts = DetectionBenchOptions(clips=clips, expression_clips=expression, sample_fps=fps, loops=loops,
+                                 noise_sigma=noise, shake_px=shake)
+    report = run_detection_bench(opts, settings.detect, create_backend(settings.classify),
+                                 progress=(lambda _msg: None) if as_json else print)
+    typer.echo(json.dumps(report, indent=1) if as_json else format_report(report))
 
 
 @bench_app.command("scaling")

@@ -35,11 +35,13 @@ class DetectorBackend(Protocol):
 
     type: ClassVar[str]
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        """All faces above the backend's score threshold, best first.
+    def detect(self, frame_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+        """All faces above the score threshold, best first.
 
         Args:
             frame_bgr: uint8 array ``(H, W, 3)`` in OpenCV's BGR order.
+            score_threshold: This call's threshold; default the backend's (``detect.score_threshold``).
+                Regions around tracked faces are searched with a lower one.
         """
         ...
 
@@ -100,8 +102,8 @@ class FakeBackend:
         x, y, w, h = box
         return (_FAKE_LANDMARKS * np.array([w, h], np.float32) + np.array([x, y], np.float32)).astype(np.float32)
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        """The fixed boxes, or one centred face unless the frame is all black."""
+    def detect(self, frame_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
+        """The fixed boxes, or one centred face unless the frame is all black (the threshold is ignored)."""
         boxes: list[tuple[int, int, int, int]]
         if self._boxes is not None:
             boxes = self._boxes

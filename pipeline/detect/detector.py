@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -19,11 +20,12 @@ from pipeline.detect.align import align_faces
 from pipeline.detect.backends import DetectorBackend, create_backend
 from pipeline.detect.exceptions import InvalidFrame, PublishError
 from pipeline.detect.refine import refine_tilted
-from pipeline.detect.types import Detection, DetectResult, FrameMeta
+from pipeline.detect.schedule import FULL_SCAN, ScanPlan, after_scan, detect_regions, plan_scan
+from pipeline.detect.types import DetectFailure, Detection, DetectResult, FrameMeta
 from pipeline.settings import DetectSettings
 from pipeline.store.exceptions import StoreError
 
-__all__ = ["DetectionStage", "FacePublisher"]
+__all__ = ["CollectingPublisher", "DetectionStage", "FacePublisher"]
 
 
 class FacePublisher(Protocol):
@@ -68,20 +70,27 @@ class DetectionStage:
         self.backend = backend if backend is not None else create_backend(settings)
         self.refine_tilt_deg = refine_tilt_deg
 
-    def detect_frame(self, frame_bgr: np.ndarray) -> list[Detection]:
+    def detect_frame(self, frame_bgr: np.ndarray, plan: ScanPlan = FULL_SCAN) -> list[Detection]:
         """Faces of a BGR frame above the score threshold and ``min_face_px``.
+
+        Args:
+            frame_bgr: The frame.
+            plan: Search the whole frame (default) or only the plan's regions, there with
+                ``region_score_threshold``.
 
         Raises:
             InvalidFrame: ``frame_bgr`` is not a uint8 image.
         """
         _check_frame(frame_bgr)
-        min_px = self.settings.min_face_px
+        s = self.settings
+        if plan.full:
+            found, threshold = self.backend.detect(frame_bgr), s.score_threshold
+        else:
+            threshold = s.region_score_threshold
+            found = detect_regions(self.backend, frame_bgr, plan.regions, s.region_px, threshold)
         # The backend already applied its threshold; repeating it keeps the
         # contract for backends (fakes, plugins) that do not.
-        kept = [
-            d for d in self.backend.detect(frame_bgr)
-            if d.score >= self.settings.score_threshold and min(d.bbox[2], d.bbox[3]) >= min_px
-        ]
+        kept = [d for d in found if d.score >= threshold and min(d.bbox[2], d.bbox[3]) >= s.min_face_px]
         if self.refine_tilt_deg is None:
             return kept
         return [refine_tilted(self.backend, frame_bgr, d, self.refine_tilt_deg) for d in kept]
@@ -108,6 +117,10 @@ class DetectionStage:
     ) -> DetectResult:
         """Detect, align, track and publish the faces of one frame.
 
+        What is searched follows :func:`~pipeline.detect.schedule.plan_scan`: the whole
+        frame when a full scan is due, else regions around the camera's tracked faces, else
+        nothing (the reader normally does not send such frames).
+
         Args:
             frame: BGR uint8 frame.
             meta: Camera id, frame id and capture time.
@@ -125,7 +138,12 @@ class DetectionStage:
             PublishError: The store failed (Redis down), as opposed to refusing.
         """
         t0 = time.perf_counter()
-        detections = self.detect_frame(frame)
+        state = tracks or tracker.TrackerState()
+        _check_frame(frame)
+        plan = plan_scan(state, meta.ts, frame.shape[1], frame.shape[0], self.settings)
+        if plan.idle:
+            return DetectResult(0, (), (), state, scan="idle", timings={"total": _ms(t0)})
+        detections = self.detect_frame(frame, plan)
         timings = {"detect": _ms(t0)}
 
         t = time.perf_counter()
@@ -133,7 +151,8 @@ class DetectionStage:
         timings["align"] = _ms(t)
 
         t = time.perf_counter()
-        new_tracks, track_ids = self.track(tracks or tracker.TrackerState(), detections, meta.ts)
+        new_tracks, track_ids = self.track(state, detections, meta.ts)
+        new_tracks = after_scan(new_tracks, plan, track_ids, meta.ts, self.settings)
         timings["track"] = _ms(t)
 
         refused = False
@@ -160,5 +179,51 @@ class DetectionStage:
             track_ids=tuple(track_ids),
             tracks=new_tracks,
             publish_refused=refused,
+            scan="full" if plan.full else "regions",
             timings=timings,
         )
+
+    def process_batch(
+        self,
+        frames: Sequence[np.ndarray],
+        metas: Sequence[FrameMeta],
+        tracks: Sequence[tracker.TrackerState | None],
+        store: FacePublisher | None,
+    ) -> list[DetectResult | DetectFailure]:
+        """:meth:`process` for frames of several cameras, their faces published in one call.
+
+        A frame that fails (not an image) gets a :class:`DetectFailure` and the others go on.
+        One store call for the whole batch: when the store refuses it, every frame that had
+        faces is marked ``publish_refused``.
+
+        Raises:
+            PublishError: The store failed (Redis down); nothing of the batch was published.
+        """
+        collected = CollectingPublisher()
+        results: list[DetectResult | DetectFailure] = []
+        for frame, meta, state in zip(frames, metas, tracks, strict=True):
+            try:
+                results.append(self.process(frame, meta, state, collected))
+            except InvalidFrame as exc:
+                results.append(DetectFailure(f"{type(exc).__name__}: {exc}"))
+        if collected.crops and store is not None:
+            try:
+                refused = store.publish_faces(collected.crops) == 0
+            except StoreError as exc:
+                raise PublishError(f"cannot publish {len(collected.crops)} faces: {exc}") from exc
+            if refused:
+                results = [replace(r, publish_refused=True) if isinstance(r, DetectResult) and r.n_faces else r
+                           for r in results]
+        return results
+
+
+class CollectingPublisher:
+    """A :class:`FacePublisher` that keeps the crops: a batch's, published later in one store
+    call, or a benchmark's, classified offline."""
+
+    def __init__(self) -> None:
+        self.crops: list[FaceCrop] = []
+
+    def publish_faces(self, crops: list[FaceCrop]) -> int:
+        self.crops.extend(crops)
+        return len(crops)

@@ -101,8 +101,10 @@ class RetinaFaceBackend:
             cv2.subtract(channel, float(_MEAN_BGR[k]), dst=blob[0, k, :h, :w], dtype=cv2.CV_32F)  # type: ignore[call-overload]  # scalar src2 is valid OpenCV
         return blob
 
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+    def detect(self, frame_bgr: np.ndarray, score_threshold: float | None = None) -> list[Detection]:
         """Faces in a BGR frame (gray frames are accepted too), best score first.
+
+        ``score_threshold`` overrides the settings' threshold for this call.
 
         Raises:
             InvalidFrame: Not a uint8 ``(H, W)`` or ``(H, W, 3)`` array.
@@ -114,8 +116,9 @@ class RetinaFaceBackend:
         h, w = frame_bgr.shape[:2]
         blob = self._preprocess(frame_bgr)
         loc, conf, pts = self._session.run(None, {self._input: blob})
+        threshold = self._threshold if score_threshold is None else float(score_threshold)
         scores = conf[0, :, 1]
-        keep = np.flatnonzero(scores > self._threshold)
+        keep = np.flatnonzero(scores > threshold)
         if keep.size == 0:
             return []
         if keep.size > _PRE_NMS_TOP_K:
@@ -129,7 +132,7 @@ class RetinaFaceBackend:
         landmarks = a_xy[:, None, :] + a_wh[:, None, :] * lm * V_C
         scores = scores[keep]
 
-        picked = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self._threshold, self._nms_iou)
+        picked = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self._nms_iou)
         out: list[Detection] = []
         for i in sorted(np.asarray(picked, dtype=int).ravel(), key=lambda k: -scores[k]):
             x1, y1 = np.clip(boxes[i, :2], 0, (w, h))

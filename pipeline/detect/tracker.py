@@ -15,7 +15,7 @@ and to smooth per-person emotions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -38,11 +38,15 @@ class TrackerState:
     """The tracker's state for one camera: all live tracks plus the next id to hand out.
 
     Ids are unique per camera for the camera's lifetime (the StreamReader keeps
-    the state), never reused, and carry no identity information.
+    the state), never reused, and carry no identity information. The scan times
+    are :mod:`pipeline.detect.schedule`'s: when the whole frame was last searched
+    and when it is due again (0 = on the next frame).
     """
 
     tracks: tuple[Track, ...] = ()
     next_id: int = 1
+    last_full_scan_ts: float = 0.0
+    next_full_scan_ts: float = 0.0
 
 
 def iou_matrix(a: Sequence[BBox], b: Sequence[BBox]) -> np.ndarray:
@@ -135,4 +139,4 @@ def step(
         next_id += 1
 
     kept = [updated.get(i, t) for i, t in enumerate(alive)]
-    return TrackerState(tracks=tuple(kept + new_tracks), next_id=next_id), ids
+    return replace(state, tracks=tuple(kept + new_tracks), next_id=next_id), ids

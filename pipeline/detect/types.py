@@ -7,13 +7,14 @@ back), so they are small frozen dataclasses that pickle cheaply.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from pipeline.contracts import BBox
 from pipeline.detect.tracker import TrackerState
 
-__all__ = ["BBox", "Detection", "DetectResult", "FrameMeta", "TrackerState"]
+__all__ = ["BBox", "DetectFailure", "Detection", "DetectResult", "FrameMeta", "TrackerState"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -61,6 +62,8 @@ class DetectResult:
             the faces were detected but will not be classified.
         skipped_stale: True when the frame was older than ``detect.max_frame_age_s``
             when its turn came: nothing was detected, the tracker state is unchanged.
+        scan: What was searched (:mod:`pipeline.detect.schedule`): the whole frame, regions
+            around tracked faces, or nothing ("idle").
         timings: Milliseconds per phase (``detect``, ``align``, ``track``,
             ``publish``, ``total``).
     """
@@ -71,4 +74,12 @@ class DetectResult:
     tracks: TrackerState
     publish_refused: bool = False
     skipped_stale: bool = False
+    scan: Literal["full", "regions", "idle"] = "full"
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectFailure:
+    """One frame of a batch that could not be processed (the others were); ``message`` is redacted."""
+
+    message: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,9 @@ HealthValue = str | int | float
 DetectFn = Callable[[np.ndarray, Any, Any], Awaitable[Any]]
 HealthSink = Callable[[str, dict[str, Any]], None]  # RedisStore.set_health
 MetaFactory = Callable[[str, int, float], Any]
+# needs_detection(tracks, capture_ts, width, height): False when the frame has nothing to look at
+# (pipeline.detect.schedule: no tracked face and no full scan due).
+NeedsDetection = Callable[[Any, float, int, int], bool]
 
 _RATE_WINDOW_S = 5.0
 _DRAIN_TIMEOUT_S = 2.0
@@ -94,6 +98,8 @@ class CameraStream:
         meta_factory: Builds the frame metadata; default ``pipeline.detect.types.FrameMeta``.
         frame_id_base: First frame id. Default: Unix milliseconds at construction, so ids
             stay monotonic per camera across reader restarts (at < 1000 frames/s).
+        needs_detection: Whether a frame is worth a request, from the camera's tracker state;
+            frames it declines are counted as idle (processed, nothing to detect). Default: all.
     """
 
     def __init__(
@@ -110,6 +116,7 @@ class CameraStream:
         tracks: Any = None,
         meta_factory: MetaFactory | None = None,
         frame_id_base: int | None = None,
+        needs_detection: NeedsDetection | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -126,12 +133,14 @@ class CameraStream:
         self._tracks = tracks if tracks is not None else _default_tracks()
         self._meta = meta_factory or _default_meta_factory()
         self._next_frame_id = int(time.time() * 1000) if frame_id_base is None else frame_id_base
+        self._needs_detection = needs_detection
 
         self._last_sampled = -1
         self._newest_result_id = -1
         self._inflight: set[asyncio.Future[Any]] = set()
-        self._sent_times: deque[float] = deque(maxlen=256)
+        self._processed_times: deque[float] = deque(maxlen=256)
         self._frames_sent = 0
+        self._frames_idle = 0
         self._dropped = 0
         self._faces = 0
         self._faces_total = 0
@@ -170,7 +179,7 @@ class CameraStream:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._grabber.start()
-        next_tick = time.monotonic()
+        next_tick = self._aligned(time.monotonic())
         last_health = 0.0
         try:
             while not self._stopping:
@@ -181,7 +190,7 @@ class CameraStream:
                     await self._write_health()
                 next_tick += self._period
                 if next_tick < now - self._period:
-                    next_tick = now  # the loop was starved; don't burst to catch up
+                    next_tick = self._aligned(now)  # the loop was starved; don't burst to catch up
                 delay = next_tick - time.monotonic()
                 if delay > 0 and not self._stopping:
                     try:
@@ -196,8 +205,13 @@ class CameraStream:
                 await self._write_health()
             self._running = False
 
+    def _aligned(self, now: float) -> float:
+        """The next multiple of the period: cameras with the same fps sample at the same instants
+        (the monotonic clock is the machine's), so a reader can send their frames as one batch."""
+        return math.ceil(now / self._period) * self._period
+
     def tick(self) -> bool:
-        """Sample the newest frame once: send it, drop it, or do nothing if not new.
+        """Sample the newest frame once: send it, skip it as idle, drop it, or do nothing if not new.
 
         Returns:
             True if a frame was sent for detection.
@@ -206,10 +220,16 @@ class CameraStream:
         if frame is None or frame.frame_id <= self._last_sampled:
             return False
         self._last_sampled = frame.frame_id
+        image = downsize(frame.image, self._max_width)
+        if self._needs_detection is not None and not self._needs_detection(
+            self._tracks, frame.ts, image.shape[1], image.shape[0]
+        ):
+            self._frames_idle += 1
+            self._processed_times.append(time.monotonic())
+            return False
         if len(self._inflight) >= self._max_inflight:
             self._dropped += 1
             return False
-        image = downsize(frame.image, self._max_width)
         meta = self._meta(self.camera_id, self._next_frame_id, frame.ts)
         self._next_frame_id += 1
         try:
@@ -221,7 +241,7 @@ class CameraStream:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         self._frames_sent += 1
-        self._sent_times.append(time.monotonic())
+        self._processed_times.append(time.monotonic())
         return True
 
     async def _await_result(self, awaitable: Awaitable[Any], meta: Any, sent: float) -> None:
@@ -287,7 +307,8 @@ class CameraStream:
         """Health of this camera: all values are str/int/float (a Redis hash can hold them).
 
         ``faces`` is the face count of the newest detection result, ``faces_total`` the
-        sum over all results. ``last_error`` is the newer of the grabber's and the
+        sum over all results. ``fps_out`` counts frames processed: sent to detection, or
+        idle (``frames_idle``: nothing to look for, see ``needs_detection``). ``last_error`` is the newer of the grabber's and the
         detection's last errors, always redacted.
         """
         st = self._grabber.stats()
@@ -300,9 +321,10 @@ class CameraStream:
             "state": st.state.value,
             "fps_target": self._fps,
             "fps_in": st.fps_in,
-            "fps_out": round(sliding_rate(self._sent_times, now, _RATE_WINDOW_S), 2),
+            "fps_out": round(sliding_rate(self._processed_times, now, _RATE_WINDOW_S), 2),
             "frames_in": st.frames_in,
             "frames_sent": self._frames_sent,
+            "frames_idle": self._frames_idle,
             "dropped": self._dropped,
             "inflight": len(self._inflight),
             "faces": self._faces,

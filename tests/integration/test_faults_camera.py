@@ -10,6 +10,7 @@ Health is written once a second, so times are accurate to about a second.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -94,8 +95,8 @@ def stack(ray_cluster: Any, redis_server: Any) -> Iterator[tuple[Settings, Redis
 
     @serve.deployment(name=DETECTOR_DEPLOYMENT, ray_actor_options={"num_cpus": 0.1})
     class StandInDetector:
-        def detect(self, frame: Any, meta: Any, tracks: Any) -> DetectResult:
-            return DetectResult(n_faces=1, boxes=((0, 0, 1, 1),), track_ids=(1,), tracks=tracks)
+        def detect_batch(self, frames: list[Any], metas: list[Any], tracks: list[Any]) -> list[DetectResult]:
+            return [DetectResult(n_faces=1, boxes=((0, 0, 1, 1),), track_ids=(1,), tracks=t) for t in tracks]
 
     serve.run(StandInDetector.bind(), name=APP_NAME, route_prefix=None)
     settings = Settings(redis=RedisSettings(url=redis_server.url, prefix="faultcam:"), ingest=INGEST)
@@ -350,7 +351,8 @@ def test_camera_manager_killed_cameras_are_readopted(
         wait_until(readopted, 90, "the cameras to be re-adopted", step=0.5)
         recovery = time.monotonic() - t_kill
         # and no reader was left behind by the old manager (each camera is read exactly once)
-        wait_until(lambda: _reader_processes() == len(cameras), 30, "one reader process per camera")
+        wait_until(lambda: _reader_processes() == math.ceil(len(cameras) / settings.ingest.cameras_per_reader), 30,
+                   "the readers of these cameras only")
         print(f"\nFAULT camera-manager-killed recovery={recovery:.1f}s readers={_reader_processes()}")
         assert recovery < 60
     finally:

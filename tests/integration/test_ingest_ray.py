@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,21 +32,38 @@ def _wait(predicate: Any, timeout: float, step: float = 0.2) -> bool:
     return False
 
 
-def test_manager_starts_and_stops_readers_from_the_registry(
-    ray_cluster: Any, redis_url: str, shared_media: Path
-) -> None:
-    import ray
+@pytest.fixture
+def stand_in_detector(ray_cluster: Any) -> Iterator[None]:
     from ray import serve
 
     from pipeline.detect.types import DetectResult
-    from pipeline.store.redis_store import RedisStore
 
     @serve.deployment(name=DETECTOR_DEPLOYMENT, ray_actor_options={"num_cpus": 0.1})
     class StandInDetector:
-        def detect(self, frame: Any, meta: Any, tracks: Any) -> DetectResult:
-            return DetectResult(n_faces=1, boxes=((0, 0, 1, 1),), track_ids=(1,), tracks=tracks)
+        def detect_batch(self, frames: list[Any], metas: list[Any], tracks: list[Any]) -> list[DetectResult]:
+            return [DetectResult(n_faces=1, boxes=((0, 0, 1, 1),), track_ids=(1,), tracks=t) for t in tracks]
 
     serve.run(StandInDetector.bind(), name=APP_NAME, route_prefix=None)
+    try:
+        yield
+    finally:
+        serve.delete(APP_NAME)
+
+
+def _reader_pids() -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if " ".join(p.info["cmdline"] or ()).startswith("ray::StreamReader")]
+
+
+def test_manager_starts_and_stops_readers_from_the_registry(
+    stand_in_detector: None, redis_url: str, shared_media: Path
+) -> None:
+    import ray
+
+    from pipeline.store.redis_store import RedisStore
+
     settings = Settings(
         redis=RedisSettings(url=redis_url),
         ingest=IngestSettings(allow_files=True, reconcile_interval_s=0.2),
@@ -81,4 +99,53 @@ def test_manager_starts_and_stops_readers_from_the_registry(
     finally:
         assert stop_camera_manager(namespace)
         store.close()
-        serve.delete(APP_NAME)
+
+
+def test_cameras_share_a_reader_process_and_survive_its_death(
+    stand_in_detector: None, redis_url: str, shared_media: Path
+) -> None:
+    import os
+    import signal
+
+    import ray
+
+    from pipeline.store.redis_store import RedisStore
+
+    settings = Settings(
+        redis=RedisSettings(url=redis_url),
+        ingest=IngestSettings(allow_files=True, reconcile_interval_s=0.2, cameras_per_reader=2),
+    )
+    store = RedisStore.from_settings(settings)
+    clip = str(shared_media / "video" / "single_face.mp4")
+    cameras = ["pool-1", "pool-2", "pool-3"]
+    try:
+        manager = start_camera_manager(settings, loop_files=True)
+        for camera_id in cameras:
+            store.add_camera(CameraConfig(id=camera_id, url=clip, fps=5))
+
+        def all_sending(after: dict[str, int]) -> bool:
+            return all(store.get_health(c).get("frames_sent", 0) > after.get(c, 0) + 3 for c in cameras)
+
+        # Given three cameras at two per reader: two reader processes read them
+        assert _wait(lambda: all_sending({}), 30), {c: store.get_health(c) for c in cameras}
+        assert len(_reader_pids()) == 2
+        # When one camera is removed, its neighbour in the same process keeps streaming
+        store.remove_camera("pool-1")
+        cameras.remove("pool-1")
+        sent = {c: store.get_health(c).get("frames_sent", 0) for c in cameras}
+        assert _wait(lambda: ray.get(manager.status.remote(), timeout=10)["running"] == cameras, 15)
+        assert _wait(lambda: all_sending(sent), 15)
+        # When a reader process dies, each of its cameras is read again (by a new reader)
+        for pid in _reader_pids():
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(1.0)
+        restarted = {c: int(store.get_health(c).get("frames_sent", 0)) for c in cameras}
+        # (a new reader counts from zero: any count below the one at the kill, then growing, is a restart)
+        assert _wait(lambda: all(0 < int(store.get_health(c).get("frames_sent", 0)) < restarted[c]
+                                 for c in cameras), 60), {c: store.get_health(c) for c in cameras}
+        assert len(_reader_pids()) == 1
+    finally:
+        assert stop_camera_manager(settings.ray.namespace)
+        for camera_id in cameras:
+            store.remove_camera(camera_id)
+        store.close()

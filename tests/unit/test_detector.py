@@ -27,8 +27,10 @@ class ListStore:
     def __init__(self, accept: bool = True) -> None:
         self.accept = accept
         self.published: list[FaceCrop] = []
+        self.calls = 0
 
     def publish_faces(self, crops: list[FaceCrop]) -> int:
+        self.calls += 1
         if not self.accept:
             return 0
         self.published.extend(crops)
@@ -147,3 +149,20 @@ def test_frames_older_than_max_age_are_stale_for_the_live_detector() -> None:
     assert not is_stale(meta, 2.0, now=1001.9)
     assert is_stale(meta, 2.0, now=1002.1)
     assert not is_stale(meta, 0.0, now=5000.0)  # 0 = never skip (offline analysis, replays)
+
+
+def test_a_batch_of_cameras_publishes_once_and_fails_frame_by_frame() -> None:
+    store = ListStore()
+    stage = DetectionStage(DetectSettings(), backend=FakeBackend(), refine_tilt_deg=None)
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    metas = [FrameMeta("a", 1, 10.0), FrameMeta("b", 1, 10.0), FrameMeta("c", 1, 10.0)]
+    results = stage.process_batch([frame, np.zeros((4,), np.float32), frame], metas, [None, None, None], store)
+    # the bad frame fails alone; the two good frames' faces go to the store in one call
+    assert [type(r).__name__ for r in results] == ["DetectResult", "DetectFailure", "DetectResult"]
+    assert "InvalidFrame" in results[1].message
+    assert store.calls == 1 and [c.camera_id for c in store.published] == ["a", "c"]
+    # a refusal marks every frame that had faces; a store failure fails the batch
+    refused = stage.process_batch([frame, frame], metas[:2], [None, None], ListStore(accept=False))
+    assert all(r.publish_refused for r in refused)
+    with pytest.raises(PublishError):
+        stage.process_batch([frame], metas[:1], [None], DownStore())

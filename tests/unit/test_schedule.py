@@ -1,0 +1,104 @@
+"""Scheduled detection: full scans at an interval, regions around tracked faces, idle frames."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from pipeline.detect.backends import FakeBackend
+from pipeline.detect.detector import DetectionStage
+from pipeline.detect.schedule import after_scan, detect_regions, plan_scan, region_around
+from pipeline.detect.tracker import Track, TrackerState
+from pipeline.detect.types import FrameMeta
+from pipeline.settings import DetectSettings
+
+W, H = 640, 480
+SETTINGS = DetectSettings(full_scan_interval_s=1.0, region_scale=1.6, region_max_gap_s=0.6)
+
+
+def tracked(*boxes: tuple[int, int, int, int], seen: float = 10.0, next_full: float = 11.0) -> TrackerState:
+    return TrackerState(tracks=tuple(Track(i + 1, b, seen) for i, b in enumerate(boxes)), next_id=len(boxes) + 1,
+                        last_full_scan_ts=10.0, next_full_scan_ts=next_full)
+
+
+def test_a_fresh_camera_and_a_due_camera_scan_the_whole_frame() -> None:
+    assert plan_scan(TrackerState(), 5.0, W, H, SETTINGS).full
+    assert plan_scan(tracked((100, 100, 80, 80)), 11.0, W, H, SETTINGS).full
+    # interval 0 = every frame in full (the old behaviour)
+    every = DetectSettings(full_scan_interval_s=0.0)
+    assert plan_scan(tracked((100, 100, 80, 80)), 10.2, W, H, every).full
+
+
+def test_between_full_scans_only_regions_around_recent_tracks() -> None:
+    state = tracked((100, 100, 80, 80), (400, 200, 60, 60))
+    plan = plan_scan(state, 10.2, W, H, SETTINGS)
+    assert not plan.full and plan.track_ids == (1, 2)
+    for region, (x, y, w, h) in zip(plan.regions, [(100, 100, 80, 80), (400, 200, 60, 60)], strict=True):
+        rx, ry, rw, rh = region
+        # the face is inside its region, with room to move, and the region is on the 32 px grid
+        assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h
+        assert rx % 32 == 0 and ry % 32 == 0 and rw >= 1.6 * w
+    # a track unseen for longer than region_max_gap_s gets no region: nothing to look at
+    assert plan_scan(tracked((100, 100, 80, 80), seen=10.0), 10.7, W, H, SETTINGS).idle
+
+
+def test_an_empty_scene_is_idle_until_the_next_full_scan() -> None:
+    empty = TrackerState(last_full_scan_ts=10.0, next_full_scan_ts=10.9)
+    assert plan_scan(empty, 10.5, W, H, SETTINGS).idle
+    assert plan_scan(empty, 10.9, W, H, SETTINGS).full
+
+
+def test_crowds_and_huge_faces_scan_the_whole_frame() -> None:
+    crowd = tracked(*[(20 + 60 * i, 40, 30, 30) for i in range(9)])
+    assert plan_scan(crowd, 10.2, W, H, SETTINGS).full
+    # regions that cost more than half a full scan (searched at full resolution)
+    native = SETTINGS.model_copy(update={"region_px": 1000})
+    assert plan_scan(tracked((100, 0, 400, 470)), 10.2, W, H, native).full
+    assert not plan_scan(tracked((100, 100, 120, 160)), 10.2, W, H, native).full
+
+
+def test_regions_are_clipped_to_the_frame() -> None:
+    assert region_around((600, 440, 40, 40), W, H, 1.6) == (544, 384, 96, 96)
+
+
+def test_next_full_scan_is_jittered_within_the_interval_and_a_lost_face_rescans() -> None:
+    rng = random.Random(1)
+    full = plan_scan(TrackerState(), 20.0, W, H, SETTINGS)
+    times = {after_scan(TrackerState(), full, [], 20.0, SETTINGS, rng).next_full_scan_ts for _ in range(50)}
+    assert all(20.75 <= t <= 21.0 for t in times) and len(times) > 10
+    state = tracked((100, 100, 80, 80), next_full=11.0)
+    regions = plan_scan(state, 10.6, W, H, SETTINGS)
+    # found: the schedule is unchanged; lost: a full scan right away (the last one was 0.6 s ago)
+    assert after_scan(state, regions, [1], 10.6, SETTINGS).next_full_scan_ts == 11.0
+    assert after_scan(state, regions, [], 10.6, SETTINGS).next_full_scan_ts == 10.6
+    # but not more often than every 0.4 s
+    assert after_scan(state, plan_scan(state, 10.2, W, H, SETTINGS), [], 10.2, SETTINGS).next_full_scan_ts == 10.4
+
+
+def test_faces_found_in_regions_come_back_in_frame_coordinates_once() -> None:
+    frame = np.full((H, W, 3), 128, np.uint8)
+    # The fake finds one face in the middle of whatever it is given: two overlapping regions
+    # around the same spot find the same face twice, which counts once.
+    found = detect_regions(FakeBackend(), frame, [(96, 96, 192, 192), (112, 112, 160, 160)], 384, 0.5)
+    assert len(found) == 1
+    x, y, w, h = found[0].bbox
+    assert 96 <= x and x + w <= 288 and 96 <= y and y + h <= 288
+    assert np.all(found[0].landmarks >= 96) and np.all(found[0].landmarks <= 288)
+    # a region shrunk to region_px (here 4x) maps back to where the whole frame has the face
+    big = detect_regions(FakeBackend(), frame, [(0, 0, 640, 480)], 160, 0.5)
+    assert big[0].bbox == pytest.approx(FakeBackend().detect(frame)[0].bbox, abs=4)
+
+
+def test_the_stage_follows_the_plan_and_schedules_the_next_full_scan() -> None:
+    stage = DetectionStage(SETTINGS, backend=FakeBackend(), refine_tilt_deg=None)
+    frame = np.full((H, W, 3), 128, np.uint8)
+    first = stage.process(frame, FrameMeta("c", 1, 100.0), None, None)
+    assert first.scan == "full" and first.n_faces == 1
+    assert 100.75 <= first.tracks.next_full_scan_ts <= 101.0
+    second = stage.process(frame, FrameMeta("c", 2, 100.2), first.tracks, None)
+    # the same face (the fake's box follows the region's size, the track continues)
+    assert second.scan == "regions" and second.track_ids == first.track_ids
+    empty = stage.process(frame, FrameMeta("c", 3, 101.5), TrackerState(next_full_scan_ts=102.0), None)
+    assert empty.scan == "idle" and empty.n_faces == 0
