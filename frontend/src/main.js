@@ -138,6 +138,18 @@ async function refreshGrid() {
   // one request for the whole grid instead of two per camera
   const body = await api(`overview?window=${state.windowS}`);
   renderGrid(body.cameras.map(fromOverview));
+  renderCapacity(body.capacity);
+}
+
+/** The over-capacity warning: frames dropped, and how many cameras the pipeline sustains. */
+function renderCapacity(cap) {
+  const box = $('#capacity');
+  box.hidden = !(cap && cap.over_capacity);
+  if (box.hidden) return;
+  setText(box, `Over capacity: ${cap.dropped_fps.toFixed(1)} of ${cap.demand_fps.toFixed(1)} frames/s dropped. `
+    + `The pipeline processes ${cap.processed_fps.toFixed(1)} frames/s, enough for about `
+    + `${cap.sustainable_cameras} of these ${cap.cameras} cameras at their fps: add CPUs or detector replicas, `
+    + 'lower the cameras\' fps, or remove cameras.');
 }
 
 function renderGrid(rows) {

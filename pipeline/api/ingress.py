@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +12,7 @@ from ray.serve.handle import DeploymentHandle
 
 from pipeline.alerts.runner import AlertRunner
 from pipeline.api.app import create_app
+from pipeline.api.metrics import camera_capacity
 from pipeline.settings import Settings
 from pipeline.store.redis_store import RedisStore
 
@@ -46,12 +49,14 @@ class ApiIngress:
         app = create_app(self._settings, self._store)
         classifier = self._classifier
 
+        store = self._store
+
         @app.get("/pipeline/stats", tags=["health"])
         async def pipeline_stats() -> dict[str, Any]:
-            """One classifier replica's consumer counters and the faces stream backlog."""
-            if classifier is None:
-                return {}
-            stats: dict[str, Any] = await classifier.stats.remote()
+            """One classifier replica's consumer counters, the faces stream backlog, and whether
+            the pipeline keeps up with its cameras (``capacity``)."""
+            stats: dict[str, Any] = {} if classifier is None else await classifier.stats.remote()
+            stats["capacity"] = asdict(await asyncio.to_thread(camera_capacity, store))
             return stats
 
         return app

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
+from pipeline.ingest.capacity import CapacityReport, capacity_report
 from pipeline.ingest.types import StreamState
 from pipeline.store.classifier_stats import Histogram
 from pipeline.store.redis_store import RedisStore
@@ -59,6 +60,7 @@ class StoreCollector(Collector):
         snapshots = self.store.health_and_counters(ids)
         rates = self.store.faces_rates(ids, RATE_WINDOW_S) if ids else {}
         yield from self._cameras(cams, snapshots, rates)
+        yield from _capacity(capacity_report(h for h, _ in snapshots.values()))
         yield from self._queue()
         yield from self._classifier()
 
@@ -148,6 +150,27 @@ class StoreCollector(Collector):
         hists = self.store.classifier_histograms()
         yield _histogram("ep_classifier_batch_size", "Faces per classified batch.", hists["batch"])
         yield _histogram("ep_classifier_inference_seconds", "Engine time per batch.", hists["infer"])
+
+
+def camera_capacity(store: RedisStore) -> CapacityReport:
+    """The capacity report of every registered camera, from their health in the store."""
+    ids = [c.id for c in store.list_cameras()]
+    return capacity_report(h for h, _ in store.health_and_counters(ids).values())
+
+
+def _capacity(report: CapacityReport) -> Iterator[Metric]:
+    for name, value, doc in (
+        ("over_capacity", float(report.over_capacity), "1 when the cameras drop more than 5 % of their frames: "
+         "the pipeline cannot keep up (add CPUs/replicas, lower fps, or remove cameras)."),
+        ("demand_fps", report.demand_fps, "Frames per second the live cameras ask for (sum of their fps)."),
+        ("processed_fps", report.processed_fps, "Frames per second processed, all cameras."),
+        ("dropped_fps", report.dropped_fps, "Frames per second dropped, all cameras (detection saturated)."),
+        ("sustainable_cameras", float(report.sustainable_cameras or 0), "When over capacity, the cameras the "
+         "processed rate would serve in full at their mean fps; 0 when keeping up."),
+    ):
+        g = GaugeMetricFamily(f"ep_pipeline_{name}", doc)
+        g.add_metric([], float(value))
+        yield g
 
 
 def _histogram(name: str, doc: str, h: Histogram) -> HistogramMetricFamily:

@@ -116,12 +116,26 @@ class CameraOverview(BaseModel):
     shares: dict[str, float] = Field(description="Share of each label in the window.")
 
 
+class Capacity(BaseModel):
+    """Whether the pipeline keeps up with its live cameras (:mod:`pipeline.ingest.capacity`)."""
+
+    cameras: int = Field(description="Cameras whose reader is live.")
+    demand_fps: float = Field(description="Frames per second they ask for (sum of their fps).")
+    processed_fps: float = Field(description="Frames per second processed.")
+    dropped_fps: float = Field(description="Frames per second dropped because detection is saturated.")
+    over_capacity: bool = Field(description="More than 5 % of the requested frames are dropped.")
+    sustainable_cameras: int | None = Field(
+        description="When over capacity, the cameras the processed rate serves in full at their mean fps."
+    )
+
+
 class Overview(BaseModel):
     """Body of ``GET /overview``."""
 
     window_s: float
     until: float
     cameras: list[CameraOverview]
+    capacity: Capacity
 
 
 class AlertRuleOut(BaseModel):

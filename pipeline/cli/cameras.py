@@ -154,6 +154,12 @@ def _overview_table(data: dict[str, Any]) -> Any:
                       str(row["faces"]), row["dominant"] or "-", shares)
     if not data["cameras"]:
         table.caption = "no cameras registered (`emotionpipe cameras add ID URL`)"
+    elif (cap := data.get("capacity")) and cap["over_capacity"]:
+        table.caption = (
+            f"[red]OVER CAPACITY[/]: {cap['dropped_fps']:.1f} frames/s dropped of {cap['demand_fps']:.1f} asked; "
+            f"processing {cap['processed_fps']:.1f} frames/s sustains ~{cap['sustainable_cameras']} of "
+            f"{cap['cameras']} cameras at their fps (add CPUs or replicas, lower fps, or remove cameras)"
+        )
     return table
 
 

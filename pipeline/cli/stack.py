@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -51,10 +51,12 @@ def down() -> None:
 
 
 def status(as_json: JsonOpt = False) -> None:
-    """Is the local stack running, where, and is it ready?"""
+    """Is the local stack running, where, is it ready, and does it keep up with its cameras?"""
     from pipeline.runtime.stack import status as stack_status
 
     info = stack_status(load_settings_with())
+    if info.get("ready"):
+        info["capacity"] = _capacity(info["api_url"])
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
@@ -62,3 +64,27 @@ def status(as_json: JsonOpt = False) -> None:
         typer.echo("not running")
         raise typer.Exit(3)
     typer.echo(f"running (pid {info['pid']}), API {info['api_url']}, ready={info['ready']}, redis {info['redis_url']}")
+    cap = info.get("capacity")
+    if cap:
+        typer.echo(
+            f"{'OVER CAPACITY' if cap['over_capacity'] else 'keeping up'}: {cap['cameras']} live cameras ask "
+            f"{cap['demand_fps']:.1f} frames/s, {cap['processed_fps']:.1f} processed, {cap['dropped_fps']:.1f} dropped"
+            + (f"; sustains ~{cap['sustainable_cameras']} cameras at their fps" if cap["over_capacity"] else "")
+        )
+
+
+def _capacity(api_url: str) -> dict[str, Any] | None:
+    """The API's capacity report, or None when it cannot be had (no token, API busy)."""
+    import httpx
+
+    from pipeline.cli.client import resolve_token
+
+    secret = resolve_token(None)
+    try:
+        response = httpx.get(f"{api_url}/overview", params={"window": "60"}, timeout=5.0,
+                             headers={"Authorization": f"Bearer {secret}"} if secret else {})
+        response.raise_for_status()
+        capacity: dict[str, Any] = response.json()["capacity"]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return None
+    return capacity

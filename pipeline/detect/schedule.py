@@ -12,9 +12,10 @@ request, that a frame has nothing to look at (no tracked face, no full scan due:
 costs one full scan per interval), and the stateless detector replica computes the same plan
 for the frames it is sent.
 
-A full scan also comes early when a region pass lost a tracked face (it moved fast or left the
-region), at most every ``_RESCAN_GAP_S``; a face that appears is found by the next full scan,
-so within one interval.
+A full scan also comes early when a region pass lost a face that the previous result had (it
+moved fast or left the region), at most every ``_RESCAN_GAP_S``; a face that appears is found by
+the next full scan, so within one interval. A lost face's region is still searched (cheaply)
+until the tracker closes its track.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pipeline.detect.tracker import TrackerState, iou_matrix
 from pipeline.detect.types import Detection
 from pipeline.settings import DetectSettings
 
-__all__ = ["ScanPlan", "after_scan", "detect_regions", "plan_scan", "region_around"]
+__all__ = ["CameraSchedule", "ScanPlan", "after_scan", "detect_regions", "plan_scan", "region_around"]
 
 # Full scans come at (0.75..1) x the interval: cameras started together drift apart instead of
 # all scanning on the same tick, and no camera waits longer than the interval.
@@ -61,11 +62,14 @@ class ScanPlan:
         regions: Otherwise, the ``(x, y, w, h)`` frame regions to search; none (and not
             ``full``) means there is nothing to look for in this frame.
         track_ids: The tracks whose faces the regions are around (same order).
+        fresh_ids: Those of them found in the camera's latest result: losing one of these
+            brings the next full scan forward (a face lost earlier already did).
     """
 
     full: bool
     regions: tuple[BBox, ...] = ()
     track_ids: tuple[int, ...] = ()
+    fresh_ids: tuple[int, ...] = ()
 
     @property
     def idle(self) -> bool:
@@ -108,12 +112,19 @@ def plan_scan(state: TrackerState, ts: float, frame_w: int, frame_h: int, settin
     interval = settings.full_scan_interval_s
     if interval <= 0 or ts >= state.next_full_scan_ts:
         return FULL_SCAN
-    recent = [t for t in state.tracks if 0 <= ts - t.last_ts <= settings.region_max_gap_s]
+    # Recent = seen in the camera's latest results, not in the last region_max_gap_s of wall time:
+    # when detection lags (overload), results are older than the frame being planned, and
+    # judging them by this frame's time would drop every region and turn the load into full scans.
+    newest = max((t.last_ts for t in state.tracks), default=0.0)
+    recent = [t for t in state.tracks
+              if newest - t.last_ts <= settings.region_max_gap_s and ts - t.last_ts <= settings.track_max_age_s]
     regions = [region_around(t.bbox, frame_w, frame_h, settings.region_scale) for t in recent]
     kept = [(r, t.id) for r, t in zip(regions, recent, strict=True) if r[2] > 0 and r[3] > 0]
     if len(kept) > _MAX_REGIONS or sum(_region_cost(r, settings.region_px) for r, _ in kept) > 0.5 * frame_w * frame_h:
         return FULL_SCAN
-    return ScanPlan(full=False, regions=tuple(r for r, _ in kept), track_ids=tuple(i for _, i in kept))
+    fresh = tuple(t.id for t in recent if t.last_ts == newest)
+    return ScanPlan(full=False, regions=tuple(r for r, _ in kept), track_ids=tuple(i for _, i in kept),
+                    fresh_ids=fresh)
 
 
 def after_scan(
@@ -123,16 +134,44 @@ def after_scan(
     """``state`` (already advanced by the tracker) with the next full scan scheduled.
 
     After a full scan the next one is due within the interval (jittered); after a region pass
-    that lost one of its faces, as soon as the rescan gap allows.
+    that lost a face found in the previous result, as soon as the rescan gap allows.
     """
     interval = settings.full_scan_interval_s
     if plan.full:
         jitter = 1.0 - _JITTER * (rng or random).random()
         return replace(state, last_full_scan_ts=ts, next_full_scan_ts=ts + interval * jitter)
-    if set(plan.track_ids) - set(found_ids):
+    if set(plan.fresh_ids) - set(found_ids):
         due = max(ts, state.last_full_scan_ts + _RESCAN_GAP_S)
         return replace(state, next_full_scan_ts=min(state.next_full_scan_ts, due))
     return state
+
+
+class CameraSchedule:
+    """The reader's side of the schedule for one camera: which frames to send, and with what state.
+
+    Frames with nothing to look at are not sent. And only one full scan is in flight at a
+    time: until its result comes back (or an interval passes), later frames are sent with the
+    full scan marked as done, so the replica searches their regions only. Without that, when
+    detection lags behind, every frame sent before the result returns would be a full scan,
+    and an overloaded detector would get more expensive work the more it lags.
+    """
+
+    def __init__(self, settings: DetectSettings) -> None:
+        self._settings = settings
+        self._full_sent_ts = float("-inf")
+
+    def prepare(self, state: TrackerState | None, ts: float, frame_w: int, frame_h: int) -> TrackerState | None:
+        """The state to send with the frame captured at ``ts``, or None when it needs no detection."""
+        state = state or TrackerState()
+        interval = self._settings.full_scan_interval_s
+        if interval > 0 and state.last_full_scan_ts < self._full_sent_ts and ts < self._full_sent_ts + interval:
+            state = replace(state, next_full_scan_ts=self._full_sent_ts + interval)
+        plan = plan_scan(state, ts, frame_w, frame_h, self._settings)
+        if plan.idle:
+            return None
+        if plan.full:
+            self._full_sent_ts = ts
+        return state
 
 
 def _region_cost(region: BBox, region_px: int) -> float:

@@ -63,7 +63,6 @@ class StreamReader:
     ) -> None:
         from ray import serve
 
-        from pipeline.detect.schedule import plan_scan
         from pipeline.detect.types import DetectFailure
         from pipeline.store.redis_store import RedisStore
 
@@ -76,11 +75,7 @@ class StreamReader:
             results = await handle.detect_batch.remote(frames, metas, tracks)
             return [RuntimeError(r.message) if isinstance(r, DetectFailure) else r for r in results]
 
-        def needs_detection(tracks: Any, ts: float, width: int, height: int) -> bool:
-            return not plan_scan(tracks, ts, width, height, settings.detect).idle
-
         self._batcher = DetectBatcher(send, max_batch=settings.ingest.cameras_per_reader)
-        self._needs_detection = needs_detection
         self._streams: dict[str, CameraStream] = {}
         self._done: dict[str, asyncio.Event] = {}
 
@@ -91,6 +86,8 @@ class StreamReader:
             InvalidSource: The camera URL is not acceptable (message redacted).
             RuntimeError: The camera is already read here.
         """
+        from pipeline.detect.schedule import CameraSchedule
+
         if camera.id in self._streams:
             raise RuntimeError(f"camera {camera.id} is already read by this reader")
         source = validate_source(camera.url, self._settings.ingest)
@@ -102,7 +99,7 @@ class StreamReader:
             fps=camera.fps,
             settings=self._settings.ingest,
             health_sink=self._store.set_health,
-            needs_detection=self._needs_detection,
+            prepare=CameraSchedule(self._settings.detect).prepare,
         )
         self._streams[camera.id] = stream
         done = self._done[camera.id] = asyncio.Event()

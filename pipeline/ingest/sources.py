@@ -164,15 +164,18 @@ def check_destination(source: Source, settings: IngestSettings) -> None:
 
 
 def capture_params(settings: IngestSettings) -> list[int]:
-    """The OpenCV open/read timeouts as a ``VideoCapture`` params list."""
+    """The OpenCV open/read timeouts and decoder threads as a ``VideoCapture`` params list."""
     import cv2
 
-    return [
+    params = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(settings.open_timeout_ms),
         cv2.CAP_PROP_READ_TIMEOUT_MSEC,
         int(settings.read_timeout_ms),
     ]
+    if settings.decoder_threads:
+        params += [cv2.CAP_PROP_N_THREADS, int(settings.decoder_threads)]
+    return params
 
 
 def open_capture(source: Source, settings: IngestSettings) -> Any:

@@ -34,9 +34,9 @@ HealthValue = str | int | float
 DetectFn = Callable[[np.ndarray, Any, Any], Awaitable[Any]]
 HealthSink = Callable[[str, dict[str, Any]], None]  # RedisStore.set_health
 MetaFactory = Callable[[str, int, float], Any]
-# needs_detection(tracks, capture_ts, width, height): False when the frame has nothing to look at
-# (pipeline.detect.schedule: no tracked face and no full scan due).
-NeedsDetection = Callable[[Any, float, int, int], bool]
+# prepare(tracks, capture_ts, width, height): the tracker state to send with the frame, or None when
+# it has nothing to look at (pipeline.detect.schedule.CameraSchedule).
+PrepareFn = Callable[[Any, float, int, int], Any]
 
 _RATE_WINDOW_S = 5.0
 _DRAIN_TIMEOUT_S = 2.0
@@ -98,8 +98,9 @@ class CameraStream:
         meta_factory: Builds the frame metadata; default ``pipeline.detect.types.FrameMeta``.
         frame_id_base: First frame id. Default: Unix milliseconds at construction, so ids
             stay monotonic per camera across reader restarts (at < 1000 frames/s).
-        needs_detection: Whether a frame is worth a request, from the camera's tracker state;
-            frames it declines are counted as idle (processed, nothing to detect). Default: all.
+        prepare: The detection schedule's say on a frame: the state to send with it, or None
+            for a frame with nothing to look at, counted as idle (processed, nothing to detect).
+            Default: send every frame with the camera's state.
     """
 
     def __init__(
@@ -116,7 +117,7 @@ class CameraStream:
         tracks: Any = None,
         meta_factory: MetaFactory | None = None,
         frame_id_base: int | None = None,
-        needs_detection: NeedsDetection | None = None,
+        prepare: PrepareFn | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
@@ -133,12 +134,13 @@ class CameraStream:
         self._tracks = tracks if tracks is not None else _default_tracks()
         self._meta = meta_factory or _default_meta_factory()
         self._next_frame_id = int(time.time() * 1000) if frame_id_base is None else frame_id_base
-        self._needs_detection = needs_detection
+        self._prepare = prepare
 
         self._last_sampled = -1
         self._newest_result_id = -1
         self._inflight: set[asyncio.Future[Any]] = set()
         self._processed_times: deque[float] = deque(maxlen=256)
+        self._dropped_times: deque[float] = deque(maxlen=256)
         self._frames_sent = 0
         self._frames_idle = 0
         self._dropped = 0
@@ -221,19 +223,21 @@ class CameraStream:
             return False
         self._last_sampled = frame.frame_id
         image = downsize(frame.image, self._max_width)
-        if self._needs_detection is not None and not self._needs_detection(
-            self._tracks, frame.ts, image.shape[1], image.shape[0]
-        ):
-            self._frames_idle += 1
-            self._processed_times.append(time.monotonic())
-            return False
         if len(self._inflight) >= self._max_inflight:
             self._dropped += 1
+            self._dropped_times.append(time.monotonic())
             return False
+        tracks = self._tracks
+        if self._prepare is not None:
+            tracks = self._prepare(self._tracks, frame.ts, image.shape[1], image.shape[0])
+            if tracks is None:
+                self._frames_idle += 1
+                self._processed_times.append(time.monotonic())
+                return False
         meta = self._meta(self.camera_id, self._next_frame_id, frame.ts)
         self._next_frame_id += 1
         try:
-            awaitable = self._detect_fn(image, meta, self._tracks)
+            awaitable = self._detect_fn(image, meta, tracks)
         except Exception as exc:  # a broken handle must not end the stream
             self._record_error(f"detect call failed: {type(exc).__name__}: {str(exc)[:200]}")
             return False
@@ -264,6 +268,7 @@ class CameraStream:
             # Too old by the time a detector got to it: a drop, and its (unchanged) tracker
             # state must not replace the newer one another frame brought back.
             self._detect_skipped += 1
+            self._dropped_times.append(time.monotonic())
             return
         n_faces = int(getattr(result, "n_faces", 0))
         self._faces_total += n_faces
@@ -308,7 +313,7 @@ class CameraStream:
 
         ``faces`` is the face count of the newest detection result, ``faces_total`` the
         sum over all results. ``fps_out`` counts frames processed: sent to detection, or
-        idle (``frames_idle``: nothing to look for, see ``needs_detection``). ``last_error`` is the newer of the grabber's and the
+        idle (``frames_idle``: nothing to look for, see ``prepare``). ``last_error`` is the newer of the grabber's and the
         detection's last errors, always redacted.
         """
         st = self._grabber.stats()
@@ -322,6 +327,8 @@ class CameraStream:
             "fps_target": self._fps,
             "fps_in": st.fps_in,
             "fps_out": round(sliding_rate(self._processed_times, now, _RATE_WINDOW_S), 2),
+            # Dropped at the reader (detection saturated) or skipped by a detector (too old).
+            "fps_dropped": round(sliding_rate(self._dropped_times, now, _RATE_WINDOW_S), 2),
             "frames_in": st.frames_in,
             "frames_sent": self._frames_sent,
             "frames_idle": self._frames_idle,

@@ -184,6 +184,27 @@ def test_grid_shows_cameras_and_the_live_dominant_emotion(run: PageRun, store: R
     assert page.title() == "emotion-pipeline"  # type: ignore[attr-defined]
 
 
+def test_over_capacity_warning_shows_and_clears(run: PageRun, store: RedisStore) -> None:
+    # given two live cameras keeping up
+    for cam in ("dock-1", "dock-2"):
+        _camera(store, cam, cam)
+        store.set_health(cam, {"state": "live", "fps_target": 5.0, "fps_out": 5.0, "fps_dropped": 0.0})
+    page = run.open()
+    expect(run.card("dock-1").locator(".badge")).to_have_text("live")
+    expect(page.locator("#capacity")).to_be_hidden()
+    # when both drop 3 of their 5 frames/s, then the warning says so and what would be sustainable
+    for cam in ("dock-1", "dock-2"):
+        store.set_health(cam, {"state": "live", "fps_target": 5.0, "fps_out": 2.0, "fps_dropped": 3.0})
+    warning = page.locator("#capacity")
+    expect(warning).to_be_visible(timeout=POLL_TIMEOUT_MS)
+    expect(warning).to_contain_text("Over capacity: 6.0 of 10.0 frames/s dropped")
+    expect(warning).to_contain_text("about 0 of these 2 cameras")
+    # and it goes away once the pipeline keeps up again
+    for cam in ("dock-1", "dock-2"):
+        store.set_health(cam, {"state": "live", "fps_target": 5.0, "fps_out": 5.0, "fps_dropped": 0.0})
+    expect(warning).to_be_hidden(timeout=POLL_TIMEOUT_MS)
+
+
 def test_detail_chart_and_summary_update_on_the_next_poll(run: PageRun, store: RedisStore) -> None:
     # given a camera with 4 faces in the last seconds
     _camera(store, "hall", "Hall")

@@ -166,6 +166,23 @@ def test_overview_lists_every_camera(client: TestClient, store: RedisStore) -> N
     assert (o2["id"], o2["state"], o2["enabled"], o2["faces"]) == ("o2", "unknown", False, 0)
 
 
+def test_overview_and_metrics_say_when_the_pipeline_is_over_capacity(client: TestClient, store: RedisStore) -> None:
+    for i in range(4):
+        client.post("/cameras", json={"id": f"cap{i}", "url": f"rtsp://h/{i}"})
+        store.set_health(f"cap{i}", {"state": "live", "fps_target": 5.0, "fps_out": 5.0, "fps_dropped": 0.0})
+    keeping_up = client.get("/overview").json()["capacity"]
+    assert keeping_up["over_capacity"] is False and keeping_up["demand_fps"] == 20
+    assert "ep_pipeline_over_capacity 0.0" in client.get("/metrics").text
+    # when every camera gets 3 of its 5 frames/s processed and drops the rest
+    for i in range(4):
+        store.set_health(f"cap{i}", {"state": "live", "fps_target": 5.0, "fps_out": 3.0, "fps_dropped": 2.0})
+    over = client.get("/overview").json()["capacity"]
+    assert over == {"cameras": 4, "demand_fps": 20.0, "processed_fps": 12.0, "dropped_fps": 8.0,
+                    "over_capacity": True, "sustainable_cameras": 2}
+    metrics = client.get("/metrics").text
+    assert "ep_pipeline_over_capacity 1.0" in metrics and "ep_pipeline_dropped_fps 8.0" in metrics
+
+
 # --------------------------------------------------------------------------- export
 def test_export_csv_and_json(client: TestClient, store: RedisStore) -> None:
     # given faces in three different minutes of the last hour

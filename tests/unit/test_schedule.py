@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.detect.backends import FakeBackend
 from pipeline.detect.detector import DetectionStage
-from pipeline.detect.schedule import after_scan, detect_regions, plan_scan, region_around
+from pipeline.detect.schedule import CameraSchedule, after_scan, detect_regions, plan_scan, region_around
 from pipeline.detect.tracker import Track, TrackerState
 from pipeline.detect.types import FrameMeta
 from pipeline.settings import DetectSettings
@@ -40,8 +40,10 @@ def test_between_full_scans_only_regions_around_recent_tracks() -> None:
         # the face is inside its region, with room to move, and the region is on the 32 px grid
         assert rx <= x and ry <= y and rx + rw >= x + w and ry + rh >= y + h
         assert rx % 32 == 0 and ry % 32 == 0 and rw >= 1.6 * w
-    # a track unseen for longer than region_max_gap_s gets no region: nothing to look at
-    assert plan_scan(tracked((100, 100, 80, 80), seen=10.0), 10.7, W, H, SETTINGS).idle
+    # a track unseen for region_max_gap_s longer than the camera's latest face gets no region
+    state = TrackerState(tracks=(Track(1, (100, 100, 80, 80), 10.0), Track(2, (400, 200, 60, 60), 10.7)),
+                         next_id=3, last_full_scan_ts=10.0, next_full_scan_ts=11.0)
+    assert plan_scan(state, 10.9, W, H, SETTINGS).track_ids == (2,)
 
 
 def test_an_empty_scene_is_idle_until_the_next_full_scan() -> None:
@@ -73,6 +75,12 @@ def test_next_full_scan_is_jittered_within_the_interval_and_a_lost_face_rescans(
     # found: the schedule is unchanged; lost: a full scan right away (the last one was 0.6 s ago)
     assert after_scan(state, regions, [1], 10.6, SETTINGS).next_full_scan_ts == 11.0
     assert after_scan(state, regions, [], 10.6, SETTINGS).next_full_scan_ts == 10.6
+    # a face already lost before (not in the latest result) does not bring it forward again
+    older = TrackerState(tracks=(Track(1, (100, 100, 80, 80), 10.0), Track(2, (400, 200, 60, 60), 10.4)),
+                         next_id=3, last_full_scan_ts=10.0, next_full_scan_ts=11.0)
+    plan = plan_scan(older, 10.6, W, H, SETTINGS)
+    assert plan.track_ids == (1, 2) and plan.fresh_ids == (2,)
+    assert after_scan(older, plan, [2], 10.6, SETTINGS).next_full_scan_ts == 11.0
     # but not more often than every 0.4 s
     assert after_scan(state, plan_scan(state, 10.2, W, H, SETTINGS), [], 10.2, SETTINGS).next_full_scan_ts == 10.4
 
@@ -102,3 +110,30 @@ def test_the_stage_follows_the_plan_and_schedules_the_next_full_scan() -> None:
     assert second.scan == "regions" and second.track_ids == first.track_ids
     empty = stage.process(frame, FrameMeta("c", 3, 101.5), TrackerState(next_full_scan_ts=102.0), None)
     assert empty.scan == "idle" and empty.n_faces == 0
+
+
+def test_the_reader_keeps_one_full_scan_in_flight_and_skips_idle_frames() -> None:
+    schedule = CameraSchedule(SETTINGS)
+    due = TrackerState(tracks=(Track(1, (100, 100, 80, 80), 9.8),), next_id=2, last_full_scan_ts=9.0,
+                       next_full_scan_ts=10.0)
+    # a full scan is due: the frame goes as is
+    assert schedule.prepare(due, 10.0, W, H) is due
+    # its result has not come back: later frames go with the full scan marked done (regions only)
+    sent = schedule.prepare(due, 10.2, W, H)
+    assert sent is not None and not plan_scan(sent, 10.2, W, H, SETTINGS).full
+    # once the result is in (it set last_full_scan_ts), the replica's schedule rules again
+    back = TrackerState(tracks=due.tracks, next_id=2, last_full_scan_ts=10.0, next_full_scan_ts=10.9)
+    assert schedule.prepare(back, 10.4, W, H) is back
+    # a lost result does not block full scans for more than an interval
+    assert plan_scan(schedule.prepare(due, 11.0, W, H), 11.0, W, H, SETTINGS).full
+    # an empty scene between full scans: not sent at all
+    assert schedule.prepare(TrackerState(last_full_scan_ts=11.0, next_full_scan_ts=11.9), 11.5, W, H) is None
+
+
+def test_regions_follow_the_latest_results_when_detection_lags() -> None:
+    # Results 1.5 s behind the frame being planned (an overloaded detector): the face seen in
+    # the latest result still gets its region, instead of the frame going idle.
+    lagging = tracked((100, 100, 80, 80), seen=10.0, next_full=13.0)
+    assert plan_scan(lagging, 11.5, W, H, SETTINGS).track_ids == (1,)
+    # but not once the tracker would have closed the track
+    assert plan_scan(lagging, 11.5, W, H, SETTINGS.model_copy(update={"track_max_age_s": 1.0})).idle

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 from fastapi import APIRouter
 
@@ -10,8 +11,9 @@ from pipeline.aggregate.summary import dominant_label
 from pipeline.api.deps import StoreDep
 from pipeline.api.metrics import STATES
 from pipeline.api.params import WindowQuery, window_seconds
-from pipeline.api.schemas import CameraOverview, Overview
+from pipeline.api.schemas import CameraOverview, Capacity, Overview
 from pipeline.contracts import LABELS
+from pipeline.ingest.capacity import capacity_report
 
 router = APIRouter(tags=["summary"])
 
@@ -49,4 +51,5 @@ def overview(store: StoreDep, window: WindowQuery = "60") -> Overview:
             dominant=dominant_label(totals),
             shares={lbl: (n / faces if faces else 0.0) for lbl, n in summary_counts.items()},
         ))
-    return Overview(window_s=seconds, until=now, cameras=rows)
+    capacity = capacity_report(h for h, _ in snapshots.values())
+    return Overview(window_s=seconds, until=now, cameras=rows, capacity=Capacity(**asdict(capacity)))
