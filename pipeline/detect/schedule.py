@@ -49,6 +49,8 @@ _MIN_REGION_PX = 4 * _GRID
 # Past this many tracked faces one full scan is cheaper and finds small faces better than many
 # tiny regions (measured on crowd.mp4: regions kept 78 % of the faces).
 _MAX_REGIONS = 8
+# Full scans stretch apart at most this much when a camera's frames are dropped (over capacity).
+_MAX_STRETCH = 4.0
 # An inference call costs about as much as this many pixels (pre/post-processing, session run).
 _CALL_COST_PX = 8_000
 
@@ -149,23 +151,47 @@ def after_scan(
 class CameraSchedule:
     """The reader's side of the schedule for one camera: which frames to send, and with what state.
 
-    Frames with nothing to look at are not sent. And only one full scan is in flight at a
-    time: until its result comes back (or an interval passes), later frames are sent with the
-    full scan marked as done, so the replica searches their regions only. Without that, when
+    Frames with nothing to look at are not sent. Only one full scan is in flight at a time:
+    until its result comes back (or an interval passes), later frames are sent with the full
+    scan marked as done, so the replica searches their regions only. Without that, when
     detection lags behind, every frame sent before the result returns would be a full scan,
     and an overloaded detector would get more expensive work the more it lags.
+
+    Past capacity the camera gets fewer frames through (the rest are dropped before they reach
+    this schedule); full scans then stretch apart in proportion, up to ``_MAX_STRETCH`` times
+    the interval, so they stay about the same share of the work instead of crowding out the
+    tracked regions (a new face takes longer to be found meanwhile).
+
+    Args:
+        settings: The detect section.
+        fps: The camera's sampling rate.
     """
 
-    def __init__(self, settings: DetectSettings) -> None:
+    def __init__(self, settings: DetectSettings, fps: float) -> None:
         self._settings = settings
+        self._period = 1.0 / fps
         self._full_sent_ts = float("-inf")
+        self._last_ts: float | None = None
+        self._gap = self._period  # smoothed time between the frames that reach the schedule
+
+    @property
+    def stretch(self) -> float:
+        """How far full scans are stretched apart now (1 = as configured)."""
+        return min(_MAX_STRETCH, max(1.0, self._gap / self._period))
 
     def prepare(self, state: TrackerState | None, ts: float, frame_w: int, frame_h: int) -> TrackerState | None:
         """The state to send with the frame captured at ``ts``, or None when it needs no detection."""
+        if self._last_ts is not None and ts > self._last_ts:
+            self._gap = 0.8 * self._gap + 0.2 * (ts - self._last_ts)
+        self._last_ts = ts
         state = state or TrackerState()
-        interval = self._settings.full_scan_interval_s
+        interval = self._settings.full_scan_interval_s * self.stretch
         if interval > 0 and state.last_full_scan_ts < self._full_sent_ts and ts < self._full_sent_ts + interval:
+            # a full scan is in flight
             state = replace(state, next_full_scan_ts=self._full_sent_ts + interval)
+        elif interval > 0 and state.last_full_scan_ts + interval * (1.0 - _JITTER) > state.next_full_scan_ts:
+            # over capacity: at the stretched interval the last full scan is recent enough
+            state = replace(state, next_full_scan_ts=state.last_full_scan_ts + interval * (1.0 - _JITTER))
         plan = plan_scan(state, ts, frame_w, frame_h, self._settings)
         if plan.idle:
             return None

@@ -99,7 +99,7 @@ class StreamReader:
             fps=camera.fps,
             settings=self._settings.ingest,
             health_sink=self._store.set_health,
-            prepare=CameraSchedule(self._settings.detect).prepare,
+            prepare=CameraSchedule(self._settings.detect, camera.fps).prepare,
         )
         self._streams[camera.id] = stream
         done = self._done[camera.id] = asyncio.Event()

@@ -113,7 +113,7 @@ def test_the_stage_follows_the_plan_and_schedules_the_next_full_scan() -> None:
 
 
 def test_the_reader_keeps_one_full_scan_in_flight_and_skips_idle_frames() -> None:
-    schedule = CameraSchedule(SETTINGS)
+    schedule = CameraSchedule(SETTINGS, fps=5.0)
     due = TrackerState(tracks=(Track(1, (100, 100, 80, 80), 9.8),), next_id=2, last_full_scan_ts=9.0,
                        next_full_scan_ts=10.0)
     # a full scan is due: the frame goes as is
@@ -125,6 +125,8 @@ def test_the_reader_keeps_one_full_scan_in_flight_and_skips_idle_frames() -> Non
     back = TrackerState(tracks=due.tracks, next_id=2, last_full_scan_ts=10.0, next_full_scan_ts=10.9)
     assert schedule.prepare(back, 10.4, W, H) is back
     # a lost result does not block full scans for more than an interval
+    for ts in (10.6, 10.8):
+        assert not plan_scan(schedule.prepare(due, ts, W, H), ts, W, H, SETTINGS).full
     assert plan_scan(schedule.prepare(due, 11.0, W, H), 11.0, W, H, SETTINGS).full
     # an empty scene between full scans: not sent at all
     assert schedule.prepare(TrackerState(last_full_scan_ts=11.0, next_full_scan_ts=11.9), 11.5, W, H) is None
@@ -137,3 +139,27 @@ def test_regions_follow_the_latest_results_when_detection_lags() -> None:
     assert plan_scan(lagging, 11.5, W, H, SETTINGS).track_ids == (1,)
     # but not once the tracker would have closed the track
     assert plan_scan(lagging, 11.5, W, H, SETTINGS.model_copy(update={"track_max_age_s": 1.0})).idle
+
+
+def test_full_scans_stretch_apart_when_frames_are_dropped() -> None:
+    # Every frame reaches the schedule (5 fps): full scans at the configured interval.
+    schedule = CameraSchedule(SETTINGS, fps=5.0)
+    state = TrackerState(tracks=(Track(1, (100, 100, 80, 80), 9.8),), next_id=2, last_full_scan_ts=9.0,
+                         next_full_scan_ts=10.0)
+    for i in range(10):
+        schedule.prepare(state, 8.0 + 0.2 * i, W, H)
+    assert schedule.stretch == pytest.approx(1.0)
+    assert plan_scan(schedule.prepare(state, 10.0, W, H), 10.0, W, H, SETTINGS).full
+    # Only one frame in three gets through (the others dropped, over capacity): full scans come
+    # about three times rarer, so the replica is told the last one is recent enough.
+    over = CameraSchedule(SETTINGS, fps=5.0)
+    for i in range(12):
+        over.prepare(None, 12.0 - 0.6 * (12 - i), W, H)
+    assert 2.5 < over.stretch <= 3.0
+    recent = TrackerState(tracks=(Track(1, (100, 100, 80, 80), 11.8),), next_id=2, last_full_scan_ts=10.5,
+                          next_full_scan_ts=11.4)
+    # (the last full scan at 10.5 s is recent enough until 10.5 + 0.75 x 3 s)
+    for ts in (12.0, 12.6):
+        sent = over.prepare(recent, ts, W, H)
+        assert sent is not None and not plan_scan(sent, ts, W, H, SETTINGS).full
+    assert plan_scan(over.prepare(recent, 13.2, W, H), 13.2, W, H, SETTINGS).full
