@@ -222,11 +222,11 @@ class CameraStream:
         if frame is None or frame.frame_id <= self._last_sampled:
             return False
         self._last_sampled = frame.frame_id
-        image = downsize(frame.image, self._max_width)
         if len(self._inflight) >= self._max_inflight:
             self._dropped += 1
             self._dropped_times.append(time.monotonic())
             return False
+        image = downsize(frame.image, self._max_width)
         tracks = self._tracks
         if self._prepare is not None:
             tracks = self._prepare(self._tracks, frame.ts, image.shape[1], image.shape[0])
