@@ -176,8 +176,10 @@ class CameraSchedule:
 
     @property
     def stretch(self) -> float:
-        """How far full scans are stretched apart now (1 = as configured)."""
-        return min(_MAX_STRETCH, max(1.0, self._gap / self._period))
+        """How far full scans are stretched apart now (1 = as configured: frames arrive at the fps,
+        give or take the scheduling jitter)."""
+        ratio = self._gap / self._period
+        return 1.0 if ratio < 1.1 else min(_MAX_STRETCH, ratio)
 
     def prepare(self, state: TrackerState | None, ts: float, frame_w: int, frame_h: int) -> TrackerState | None:
         """The state to send with the frame captured at ``ts``, or None when it needs no detection."""
@@ -185,13 +187,15 @@ class CameraSchedule:
             self._gap = 0.8 * self._gap + 0.2 * (ts - self._last_ts)
         self._last_ts = ts
         state = state or TrackerState()
-        interval = self._settings.full_scan_interval_s * self.stretch
+        stretch = self.stretch
+        interval = self._settings.full_scan_interval_s * stretch
         if interval > 0 and state.last_full_scan_ts < self._full_sent_ts and ts < self._full_sent_ts + interval:
             # a full scan is in flight
             state = replace(state, next_full_scan_ts=self._full_sent_ts + interval)
-        elif interval > 0 and state.last_full_scan_ts + interval * (1.0 - _JITTER) > state.next_full_scan_ts:
-            # over capacity: at the stretched interval the last full scan is recent enough
-            state = replace(state, next_full_scan_ts=state.last_full_scan_ts + interval * (1.0 - _JITTER))
+        elif stretch > 1.0 and state.last_full_scan_ts > 0:
+            # over capacity: the replica's schedule (its jitter, an early rescan) drawn out in time
+            last = state.last_full_scan_ts
+            state = replace(state, next_full_scan_ts=last + (state.next_full_scan_ts - last) * stretch)
         plan = plan_scan(state, ts, frame_w, frame_h, self._settings)
         if plan.idle:
             return None
