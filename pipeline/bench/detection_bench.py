@@ -18,7 +18,8 @@ at the camera's fps, clips looped), and prints per clip:
 * detection cost: milliseconds per frame of each schedule (detect, align, track), and their ratio.
 
 Then detection recall per expression on degraded frames (sensor noise, a camera that shakes,
-slight blur), where every frame of a CREMA-D clip holds a face: every-frame detection at
+slight blur), where every frame holds a face (the CREMA-D clips and the labelled photos, each
+photo as a still clip): every-frame detection at
 ``detect.score_threshold`` against the schedule, whose tracked regions use the lower
 ``region_score_threshold``.
 
@@ -43,6 +44,7 @@ from pipeline.detect.types import FrameMeta
 from pipeline.settings import DetectSettings
 
 WIDTH, HEIGHT = 640, 480
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 SAME_FACE_IOU = 0.5
 
 
@@ -51,7 +53,7 @@ class DetectionBenchOptions:
     """What to run (the command's options; defaults in :mod:`pipeline.cli.bench`)."""
 
     clips: tuple[Path, ...]  # compared clips
-    expression_clips: tuple[Path, ...]  # CREMA-D clips (a face in every frame) for the degraded run
+    expression_clips: tuple[Path, ...]  # CREMA-D clips and labelled photos (a face in every frame), degraded
     sample_fps: float = 5.0
     loops: int = 5  # each clip is played this many times (short clips, as looping demo cameras)
     noise_sigma: float = 10.0  # sensor noise, grey levels
@@ -101,7 +103,16 @@ def letterbox(frame: np.ndarray, width: int = WIDTH, height: int = HEIGHT) -> np
 
 
 def sampled_frames(path: Path, sample_fps: float, loops: int) -> list[tuple[float, np.ndarray]]:
-    """``(t, frame)`` at ``sample_fps``, letterboxed to 640x480, the clip played ``loops`` times."""
+    """``(t, frame)`` at ``sample_fps``, letterboxed to 640x480, the clip played ``loops`` times.
+
+    A photo is a two-second still clip (the degraded run moves and noises it like a camera).
+    """
+    if path.suffix.lower() in PHOTO_SUFFIXES:
+        photo = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise ValueError(f"cannot read {path}")
+        still = letterbox(photo)
+        return [(i / sample_fps, still) for i in range(int(2 * sample_fps) * loops)]
     cap = cv2.VideoCapture(str(path))
     native = cap.get(cv2.CAP_PROP_FPS) or 25.0
     frames: list[np.ndarray] = []

@@ -7,6 +7,7 @@ print the results.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import asdict
@@ -193,8 +194,11 @@ def bench_detection(
     os.environ.update(_overrides(ctx, set_))  # read by load_settings, like the stack's EP_* variables
     settings = load_settings()
     media = DEFAULT_MEDIA.parent
-    expression = tuple(sorted(DEFAULT_MEDIA.glob("*.mp4")))
-    default = expression + tuple(media / n for n in ("crowd.mp4", "no_face.mp4", "noface_face.mov", "face_noface.mov"))
+    photos = media.parent / "images"
+    labelled = sorted(photos / row["file"] for row in csv.DictReader((photos / "labels.csv").open()) if row["label"]) \
+        if (photos / "labels.csv").is_file() else []
+    expression = (*sorted(DEFAULT_MEDIA.glob("*.mp4")), *labelled)
+    default = tuple(sorted(DEFAULT_MEDIA.glob("*.mp4"))) + tuple(media / n for n in ("crowd.mp4", "no_face.mp4", "noface_face.mov", "face_noface.mov"))
     clips = tuple(video or default)
     missing = [str(c) for c in clips if not c.is_file()]
     if missing:
