@@ -40,6 +40,8 @@ def train(
     swa_start: Annotated[int, typer.Option(
         help="From this epoch on, hold the LR at --swa-lr and average the weights of every epoch (0 = off).")] = 0,
     swa_lr: Annotated[float, typer.Option()] = 0.01,
+    qat_epochs: Annotated[int, typer.Option(
+        help="Train the last N epochs through the served int8 model's rounding (emonet-r; 0 = off).")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/last.pt.")] = False,
 ) -> None:
     """Train an emotion CNN on FER2013-style npz data (checkpoints every epoch; --resume continues)."""
@@ -69,6 +71,7 @@ def train(
         kd_temperature=kd_temperature,
         swa_start=swa_start,
         swa_lr=swa_lr,
+        qat_epochs=qat_epochs,
         resume=resume,
     )
     cfg = replace(cfg, augment=replace(cfg.augment, mix_p=mix_p, erase_p=erase_p))

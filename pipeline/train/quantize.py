@@ -41,6 +41,7 @@ from pipeline.classify.metrics import classification_report
 from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
 from pipeline.train.predict import predict_labels
+from pipeline.train.qat import calibration_faces
 from pipeline.train.trainer import load_split
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ def quantize_weights(
     card = read_card(weights)
     model = load_torch_model(weights, card.arch)
     x_train, _ = load_split(data, "train")
-    rng = np.random.default_rng(seed)
-    calibration = x_train[rng.choice(len(x_train), size=min(faces, len(x_train)), replace=False)]
+    calibration = calibration_faces(x_train, faces, seed)
     int8, recipe = quantize_onnx(onnx_bytes(model), calibration)
     target = int8_path(weights)
     target.write_bytes(int8)

@@ -4,11 +4,14 @@ Everything an epoch needs lives on the training device: the uint8 dataset
 (66 MB), augmentation and the teachers. A checkpoint is written every epoch
 (``last.pt``) and whenever the validation accuracy improves (``best.pt``), so a
 killed run continues with ``--resume`` where it stopped. With ``swa_start`` the
-weight average is also written every epoch (``swa.pt``).
+weight average is also written every epoch (``swa.pt``). With ``qat_epochs`` the last
+epochs train the folded emonet-r through the served int8 model's rounding
+(:mod:`pipeline.train.qat`); from then on validation reads that simulated int8 model.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -24,9 +27,10 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 from tqdm import tqdm
 
 from pipeline.classify.metrics import classification_report
-from pipeline.classify.model import build_model
+from pipeline.classify.model import RepNet, build_model
 from pipeline.classify.preprocess import MEAN, STD
 from pipeline.train.augment import AugmentConfig, augment, cutmix
+from pipeline.train.qat import QuantSim, calibrate, calibration_faces, to_qat
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class TrainConfig:
     kd_temperature: float = 4.0
     swa_start: int = 0  # 0 = off; else average the raw weights at the end of every epoch from this one on
     swa_lr: float = 0.01
+    qat_epochs: int = 0  # 0 = off; else the last N epochs train the folded model with simulated int8 (emonet-r)
     resume: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -103,7 +108,12 @@ def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu") 
         return load_torch_model(Path(path), card.arch).to(device), {"arch": card.arch}
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = build_model(ckpt["arch"])
-    model.load_state_dict(ckpt["model"])
+    if ckpt.get("qat"):
+        sim = to_qat(model)
+        sim.load_state_dict(ckpt["model"])
+        model = sim.served()  # the int8 tooling rounds these weights as the simulation did
+    else:
+        model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
 
 
@@ -168,14 +178,12 @@ class Trainer:
             start, meta = load_checkpoint_model(cfg.init)
             if meta["arch"] != cfg.arch:
                 raise ValueError(f"--init {cfg.init} holds {meta['arch']}, not {cfg.arch}")
-            self.model.load_state_dict(start.state_dict())
-        self.model = self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
-        self.opt = torch.optim.SGD(
-            self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
-        )
+            self.model = start  # as stored: emonet-r from shipped weights or a QAT run is already folded
+        if cfg.qat_epochs and (cfg.swa_start or not isinstance(self.model, RepNet)):
+            raise ValueError("--qat-epochs needs --arch emonet-r and no --swa-start")
+        self._optimise(self.model)
+        self.qat = False
+        self.calibration: torch.Tensor | None = None  # the int8 tooling's calibration faces, once QAT starts
         # Stochastic weight averaging (Izmailov et al. 2018): an equal-weight mean over epochs, a far longer
         # horizon than the per-step EMA; its BatchNorm statistics are recomputed, since averaged weights
         # make averaged running statistics meaningless.
@@ -196,9 +204,35 @@ class Trainer:
         if cfg.resume and (self.out / "last.pt").exists():
             self._restore(self.out / "last.pt")
 
+    def _optimise(self, model: nn.Module) -> None:
+        """Make ``model`` the one trained, with a fresh optimiser and weight EMA around it."""
+        self.model = model.to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        cfg = self.cfg
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        self.opt = torch.optim.SGD(
+            self.model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
+
+    def _enter_qat(self, model: nn.Module) -> None:
+        self._optimise(to_qat(model.cpu()))
+        self.qat = True
+        if self.calibration is None:
+            faces = calibration_faces(self.x_train.cpu().numpy())
+            self.calibration = to_input(torch.from_numpy(faces).to(self.device))
+
+    def _start_qat(self) -> None:
+        # Go on from the weights the run would pick now (usually the EMA's), folded.
+        source = self.history[-1]["source"] if self.history else "raw"
+        log.info("epoch %d: quantisation-aware training from the %s weights", self.epoch + 1, source)
+        self._enter_qat(copy.deepcopy(self._sources()[source]))
+
     # -- checkpoints -------------------------------------------------------
     def _restore(self, path: Path) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if ckpt.get("qat"):
+            self._enter_qat(self.model)
         self.model.load_state_dict(ckpt["model_raw"])
         self.ema.load_state_dict(ckpt["ema"])
         if self.swa is not None and "swa" in ckpt:
@@ -211,7 +245,7 @@ class Trainer:
         log.info("resumed %s at epoch %d/%d (best %.4f)", path, self.epoch, self.total_epochs, self.best_acc)
 
     def _save(self, val: dict) -> None:
-        meta = {"arch": self.cfg.arch, "epoch": self.epoch, "total_epochs": self.total_epochs}
+        meta = {"arch": self.cfg.arch, "epoch": self.epoch, "total_epochs": self.total_epochs, "qat": self.qat}
         ckpt = {
             **meta,
             "model_raw": self.model.state_dict(),
@@ -303,6 +337,8 @@ class Trainer:
         best: dict = {}
         by_source: dict[str, float] = {}
         for source, model in self._sources().items():
+            if isinstance(model, QuantSim) and self.calibration is not None:
+                calibrate(model, self.calibration)  # the ranges the int8 tooling would measure for these weights
             pred = predict_logits(model, self.x_val).argmax(1).numpy()
             rep = classification_report(self.y_val, pred)
             by_source[source] = rep.accuracy
@@ -316,6 +352,10 @@ class Trainer:
         started = time.monotonic()
         while self.epoch < self.total_epochs:
             t0 = time.monotonic()
+            if cfg.qat_epochs and not self.qat and self.epoch >= self.total_epochs - cfg.qat_epochs:
+                self._start_qat()
+            if isinstance(self.model, QuantSim) and self.calibration is not None:
+                calibrate(self.model, self.calibration)
             loss = self.train_epoch()
             self.epoch += 1
             self._average_weights()
@@ -329,12 +369,12 @@ class Trainer:
                 if fit < self.total_epochs:
                     log.info("time budget %.1f min: %d epochs instead of %d", cfg.time_budget_min, fit, self.total_epochs)
                     self.total_epochs = fit
-            row = {"epoch": self.epoch, "loss": round(loss, 4), **val, "seconds": round(epoch_s, 1)}
+            row = {"epoch": self.epoch, "loss": round(loss, 4), **val, "seconds": round(epoch_s, 1), "qat": self.qat}
             self.history.append(row)
             self._save(val)
             others = " ".join(f"{k} {v:.4f}" for k, v in val["by_source"].items() if k != val["source"])
             print(
-                f"[{cfg.arch}] epoch {self.epoch}/{self.total_epochs} loss {loss:.4f} "
+                f"[{cfg.arch}{' qat' if self.qat else ''}] epoch {self.epoch}/{self.total_epochs} loss {loss:.4f} "
                 f"val acc {val['accuracy']:.4f} ({val['source']}; {others}) macro-F1 {val['macro_f1']:.4f} "
                 f"best {self.best_acc:.4f} {epoch_s:.1f}s elapsed {(time.monotonic() - started) / 60:.1f}m",
                 flush=True,

@@ -18,6 +18,7 @@ from pipeline.settings import ClassifySettings
 from pipeline.train.augment import AugmentConfig, augment, cutmix
 from pipeline.train.trainer import load_checkpoint_model, to_input
 from tests.support.cli import run_cli
+from tests.support.training import randomise_batchnorm, write_tiny_npz
 
 
 def train_main(argv: list[str]) -> int:
@@ -37,21 +38,7 @@ def quantize_main(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # Two separable "expressions": bright upper half vs bright lower half, plus noise.
-    rng = np.random.default_rng(0)
-
-    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = rng.integers(0, 2, n) * 3  # angry (0) vs happy (3)
-        x = rng.integers(0, 60, (n, 48, 48)).astype(np.uint8)
-        x[y == 0, :24] += 150
-        x[y == 3, 24:] += 150
-        return x, y.astype(np.uint8)
-
-    x_tr, y_tr = make(256)
-    x_va, y_va = make(128)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x_train=x_tr, y_train=y_tr, x_val=x_va, y_val=y_va)
-    return path
+    return write_tiny_npz(tmp_path_factory.mktemp("data") / "tiny.npz")
 
 
 def test_metrics_match_hand_computed_values() -> None:
@@ -91,24 +78,12 @@ def test_architectures_output_seven_logits(arch: str) -> None:
     assert count_macs(model) > 1_000_000
 
 
-def _randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> None:
-    # Fresh BatchNorm layers are the identity, which would hide a wrong fold of their statistics.
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            assert m.running_mean is not None and m.running_var is not None
-            m.running_mean.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(m.num_features, generator=gen) - 0.5)
-
-
 @pytest.mark.parametrize("stride", [1, 2])
 def test_repconv_folds_into_one_conv_with_the_same_output(stride: int) -> None:
     # Given a branched layer with non-trivial BatchNorm statistics (identity branch only at stride 1)
     torch.manual_seed(0)
     layer = RepConv(8, 8, stride=stride)
-    _randomise_batchnorm(layer)
+    randomise_batchnorm(layer)
     layer.eval()
     assert (layer.identity is not None) == (stride == 1)
     x = torch.randn(3, 8, 12, 12)
@@ -124,7 +99,7 @@ def test_repconv_folds_into_one_conv_with_the_same_output(stride: int) -> None:
 def test_repnet_folded_and_branched_logits_agree() -> None:
     torch.manual_seed(1)
     model = build_model("emonet-r")
-    _randomise_batchnorm(model, seed=1)
+    randomise_batchnorm(model, seed=1)
     model.eval()
     x = torch.randn(4, 1, 48, 48)
     branched = model(x)
