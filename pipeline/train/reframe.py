@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pipeline.classify.backends import ClassifierBackend
 from pipeline.classify.metrics import Report, classification_report
+from pipeline.contracts import LABELS
 from pipeline.detect.detector import DetectionStage
 
 __all__ = ["Reframed", "evaluate_reframed", "fer_frame", "reframe_faces", "rotate_face"]
@@ -57,13 +58,14 @@ class Reframed:
     angle_deg: float
     report: Report
     direct_accuracy: float  # the original 48x48 faces, same subset
+    direct_recall: dict[str, float]  # per class, the original faces, same subset
     agreement: float  # share of found faces given the same label both ways
     rotated_accuracy: float | None  # rotated 48x48 faces without alignment (all faces), when rotated
 
     def as_dict(self) -> dict[str, object]:
         return {
             "through_detector": True, "rotate_deg": self.angle_deg, "faces": self.total, "found": self.found,
-            "direct_accuracy": self.direct_accuracy, "agreement": self.agreement,
+            "direct_accuracy": self.direct_accuracy, "direct_recall": self.direct_recall, "agreement": self.agreement,
             "rotated_unaligned_accuracy": self.rotated_accuracy, **self.report.as_dict(),
         }
 
@@ -79,6 +81,10 @@ class Reframed:
             lines.append(
                 f"rotated {self.angle_deg:g} deg without alignment (all faces): accuracy {self.rotated_accuracy:.4f}"
             )
+        # Which expressions the live framing costs (angry, in the issue that asked for this line).
+        lines += ["", f"{'recall':<10}" + "".join(f"{label[:7]:>8}" for label in LABELS)]
+        lines.append(f"{'detector':<10}" + "".join(f"{self.report.recall[label]:>8.3f}" for label in LABELS))
+        lines.append(f"{'original':<10}" + "".join(f"{self.direct_recall[label]:>8.3f}" for label in LABELS))
         return "\n".join([*lines, "", self.report.format()])
 
 
@@ -105,8 +111,9 @@ def evaluate_reframed(
     if angle_deg:
         rotated_pred = engine.predict(np.stack([rotate_face(f, angle_deg) for f in x])).argmax(1)
         rotated = float((rotated_pred == y).mean())
+    direct_report = classification_report(y[found], direct)
     return Reframed(
         total=len(x), found=int(found.sum()), angle_deg=angle_deg, report=classification_report(y[found], via),
-        direct_accuracy=float((direct == y[found]).mean()) if len(direct) else 0.0,
+        direct_accuracy=direct_report.accuracy if len(direct) else 0.0, direct_recall=direct_report.recall,
         agreement=float((via == direct).mean()) if len(via) else 0.0, rotated_accuracy=rotated,
     )

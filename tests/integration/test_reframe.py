@@ -79,6 +79,8 @@ def test_cli_json_reports_both_paths(fer_val: tuple[np.ndarray, np.ndarray]) -> 
     assert 0 < out["found"] <= 40 and out["n"] == out["found"]
     for key in ("accuracy", "macro_f1", "direct_accuracy", "agreement", "rotated_unaligned_accuracy"):
         assert 0.0 <= out[key] <= 1.0
+    # per class, through the detector and on the original crops of the same faces
+    assert set(out["direct_recall"]) == set(out["recall"]) == set(out["labels"])
 
 
 def test_rotate_without_detector_is_a_usage_error() -> None:
