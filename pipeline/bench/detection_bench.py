@@ -38,6 +38,7 @@ import numpy as np
 
 from pipeline.classify.backends import ClassifierBackend
 from pipeline.contracts import LABELS
+from pipeline.detect.analyze import classify_crops
 from pipeline.detect.detector import CollectingPublisher, DetectionStage
 from pipeline.detect.tracker import TrackerState, iou_matrix
 from pipeline.detect.types import FrameMeta
@@ -164,7 +165,7 @@ def run_schedule(stage: DetectionStage, engine: ClassifierBackend, frames: list[
         run.track_ids.update(result.track_ids)
         per_frame.append(len(collector.crops) - before)
     crops = [np.frombuffer(c.crop, np.uint8).reshape(c.crop_shape) for c in collector.crops]
-    probs = np.asarray(engine.predict(np.stack(crops))) if crops else np.zeros((0, len(LABELS)))
+    probs = classify_crops(engine, crops)
     labels = [LABELS[int(k)] for k in probs.argmax(axis=1)] if len(crops) else []
     k = 0
     for n in per_frame:

@@ -21,7 +21,7 @@ from pipeline.detect.detector import DetectionStage
 from pipeline.detect.exceptions import MediaError
 from pipeline.detect.types import Detection
 
-__all__ = ["FaceAnalysis", "FileAnalysis", "analyze_paths", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+__all__ = ["FaceAnalysis", "FileAnalysis", "analyze_paths", "classify_crops", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
@@ -106,7 +106,8 @@ def _video_frames(
         cap.release()
 
 
-def _classify(engine: ClassifierBackend, crops: list[np.ndarray]) -> np.ndarray:
+def classify_crops(engine: ClassifierBackend, crops: list[np.ndarray]) -> np.ndarray:
+    """Probabilities ``(N, 7)`` for 48x48 crops, in bounded chunks (a long video's crops never form one batch)."""
     if not crops:
         return np.zeros((0, len(LABELS)), dtype=np.float32)
     batch = np.stack(crops)
@@ -152,7 +153,7 @@ def analyze_file(
     if not is_image and result.frames_analyzed == 0:
         result.error = f"no decodable frames in {path}"
 
-    probs = _classify(engine, crops)
+    probs = classify_crops(engine, crops)
     for (index, t_s, det, tid), p in zip(found, probs, strict=True):
         result.faces.append(FaceAnalysis(
             frame_index=index, time_s=round(t_s, 3), bbox=det.bbox, det_score=round(det.score, 4), track_id=tid,
