@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,8 @@ def measure(engine: EmotionEngine, faces: np.ndarray, seconds: float, warmup_s: 
 def _load(model: str, runtime: str, threads: int) -> EmotionEngine:
     # One engine per thread count: ORT fixes intra-op threads at session
     # creation, and the torch runner sets torch's global thread count at load.
+    if model.endswith(".safetensors"):  # a model not shipped (yet): exported weights with their card
+        return EmotionEngine.load(ClassifySettings(weights=Path(model), runtime=runtime, threads=threads))
     return EmotionEngine.load(ClassifySettings(model=model, runtime=runtime, threads=threads))
 
 

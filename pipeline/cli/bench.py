@@ -36,7 +36,8 @@ KeepDataOpt = Annotated[bool, typer.Option("--keep-data", help="Keep the stack's
 def bench_model(
     ctx: typer.Context,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", help="Model to measure, repeatable (default: every shipped model).")] = None,
+        "--model", help="Shipped model, or weights .safetensors with their card; repeatable "
+                        "(default: every shipped model).")] = None,
     runtime: Annotated[list[Runtime] | None, typer.Option(
         "--runtime", help="Runtime, repeatable (default: all three).")] = None,
     batch: Annotated[list[int] | None, typer.Option(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
+from pipeline.classify.engine import WEIGHTS_DIR
 from tests.support.cli import run_cli
 
 
@@ -24,6 +27,20 @@ def test_bench_model_reports_every_runtime_against_eager() -> None:
         rows["onnx-int8"]["faces_per_s"] / rows["torch"]["faces_per_s"], abs=0.01
     )
     assert report["environment"]["cores"] >= 1
+
+
+def test_bench_model_takes_weights_not_shipped(tmp_path: Path) -> None:
+    # Given exported weights outside the shipped folder (a candidate before it ships), with card and int8 file
+    for suffix in (".safetensors", ".json", ".int8.onnx"):
+        shutil.copyfile(WEIGHTS_DIR / f"emonet-t{suffix}", tmp_path / f"candidate{suffix}")
+    # When the bench is pointed at the file, then it measures that file's model
+    argv = ["--model", str(tmp_path / "candidate.safetensors"), "--runtime", "onnx-int8", "--batch", "8",
+            "--threads", "1", "--seconds", "0.2", "--warmup", "0", "--json"]
+    run = run_cli("bench", "model", *argv)
+    assert run.code == 0, run.stderr
+    (row,) = json.loads(run.stdout)["results"]
+    assert row["model"].endswith("candidate.safetensors") and row["faces_per_s"] > 0
+    assert run_cli("bench", "model", "--model", str(tmp_path / "missing.safetensors"), "--seconds", "0.1").code == 1
 
 
 def test_bench_arch_measures_candidates_against_the_shipped_layouts() -> None:
