@@ -15,7 +15,7 @@ import numpy as np
 from pipeline.classify.engine import EmotionEngine
 from pipeline.settings import ClassifySettings
 from pipeline.train.evaluate import evaluate_engine
-from pipeline.train.trainer import load_split
+from pipeline.train.data import load_split
 
 
 def faces_per_s(engine: EmotionEngine, batch: int, seconds: float = 3.0) -> float:

@@ -47,7 +47,7 @@ def evaluate(
     from pipeline.exceptions import ModelError
     from pipeline.settings import ClassifySettings
     from pipeline.train.evaluate import evaluate_engine
-    from pipeline.train.trainer import load_split
+    from pipeline.train.data import load_split
 
     try:
         x, y = load_split(data, split)
@@ -107,6 +107,9 @@ def export(
     if done.int8 is not None:
         typer.echo(f"int8 ({int8_path(done.weights).name}): accuracy {done.int8['accuracy']:.4f}, "
                    f"same top-1 as fp32 on {done.int8['top1_agreement_with_fp32']:.2%}")
+    if done.validation_seen:
+        typer.echo("note: this model was trained on the validation faces (--with-val): the figures above are "
+                   "no measure of it; only a held-out split is")
 
 
 def quantize(

@@ -42,6 +42,10 @@ def train(
     swa_lr: Annotated[float, typer.Option()] = 0.01,
     qat_epochs: Annotated[int, typer.Option(
         help="Train the last N epochs through the served int8 model's rounding (emonet-r; 0 = off).")] = 0,
+    with_val: Annotated[bool, typer.Option(
+        "--with-val",
+        help="Train on the validation faces too (a last fine-tune of fixed length): best.pt is the last epoch's "
+        "EMA and validation figures are no longer a measure.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from <out>/last.pt.")] = False,
 ) -> None:
     """Train an emotion CNN on FER2013-style npz data (checkpoints every epoch; --resume continues)."""
@@ -72,6 +76,7 @@ def train(
         swa_start=swa_start,
         swa_lr=swa_lr,
         qat_epochs=qat_epochs,
+        with_val=with_val,
         resume=resume,
     )
     cfg = replace(cfg, augment=replace(cfg.augment, mix_p=mix_p, erase_p=erase_p))

@@ -17,7 +17,7 @@ from pipeline.classify.metrics import Report, classification_report
 from pipeline.contracts import LABELS
 from pipeline.settings import ClassifySettings
 from pipeline.train.predict import predict_labels
-from pipeline.train.trainer import load_split
+from pipeline.train.data import load_split
 
 
 def evaluate_engine(engine: EmotionEngine, x: np.ndarray, y: np.ndarray, batch: int = 256) -> Report:
@@ -56,6 +56,7 @@ class Export:
     weights: Path
     report: Report
     int8: dict[str, Any] | None  # the int8 model's validation figures; None when not made or not measured
+    validation_seen: bool  # trained on the validation faces (--with-val): its figures are no measure
 
 
 def export_checkpoint(
@@ -64,7 +65,8 @@ def export_checkpoint(
     """Turn a training checkpoint into shipped weights + card + confusion figure (+ int8 model).
 
     The weights are stored in the served (branch-fused) form; the card gets the validation
-    report of ``data`` and the training recipe.
+    report of ``data`` and the training recipe, including whether the validation faces were
+    trained on (``training.validation_seen``).
 
     Raises:
         KeyError, ValueError, OSError: unusable ``data``.
@@ -86,12 +88,19 @@ def export_checkpoint(
     labels = predict_labels(engine, x)
     report = classification_report(y, labels)
     card["metrics"] = {"fer2013_val": report.as_dict()}
-    card["training"] = {"recipe": recipe, "epochs": ckpt.get("epoch"), "config": ckpt.get("config")}
+    seen = bool(ckpt.get("validation_seen"))
+    card["training"] = {
+        "recipe": recipe,
+        "epochs": ckpt.get("epoch"),
+        "validation_seen": seen,
+        "config": ckpt.get("config"),
+    }
     (out / f"{name}.json").write_text(json.dumps(card, indent=1))
-    plot_confusion(report, out / f"{name}-confusion.png", f"{name}@{version} FER2013 val")
+    title = f"{name}@{version} FER2013 val{' (trained on)' if seen else ''}"
+    plot_confusion(report, out / f"{name}-confusion.png", title)
     if not int8:
-        return Export(weights, report, None)
+        return Export(weights, report, None, seen)
     from pipeline.train.quantize import quantize_weights
 
     section = quantize_weights(weights, data, fp32_labels=labels)
-    return Export(weights, report, section.get("fer2013_val"))
+    return Export(weights, report, section.get("fer2013_val"), seen)

@@ -42,7 +42,7 @@ from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
 from pipeline.train.predict import predict_labels
 from pipeline.train.qat import calibration_faces
-from pipeline.train.trainer import load_split
+from pipeline.train.data import load_split
 
 log = logging.getLogger(__name__)
 

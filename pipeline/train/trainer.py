@@ -7,6 +7,8 @@ killed run continues with ``--resume`` where it stopped. With ``swa_start`` the
 weight average is also written every epoch (``swa.pt``). With ``qat_epochs`` the last
 epochs train the folded emonet-r through the served int8 model's rounding
 (:mod:`pipeline.train.qat`); from then on validation reads that simulated int8 model.
+With ``with_val`` the validation faces join the training set (a last fine-tune of a fixed
+length): ``best.pt`` is then simply the last epoch's EMA, since the split can no longer pick.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from tqdm import tqdm
 
 from pipeline.classify.metrics import classification_report
 from pipeline.classify.model import RepNet, build_model
-from pipeline.classify.preprocess import MEAN, STD
 from pipeline.train.augment import AugmentConfig, augment, cutmix
+from pipeline.train.data import class_weights, load_split, to_input
 from pipeline.train.qat import QuantSim, calibrate, calibration_faces, to_qat
 
 log = logging.getLogger(__name__)
@@ -59,40 +61,9 @@ class TrainConfig:
     swa_start: int = 0  # 0 = off; else average the raw weights at the end of every epoch from this one on
     swa_lr: float = 0.01
     qat_epochs: int = 0  # 0 = off; else the last N epochs train the folded model with simulated int8 (emonet-r)
+    with_val: bool = False  # train on train + val; validation figures are then no measure
     resume: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-
-
-def load_split(path: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read ``x_<split>`` (N,48,48 uint8) and ``y_<split>`` from an npz file."""
-    with np.load(path) as data:
-        keys = (f"x_{split}", f"y_{split}")
-        missing = [k for k in keys if k not in data.files]
-        if missing:
-            raise KeyError(f"{path} has no {', '.join(missing)} (arrays: {', '.join(data.files)})")
-        x, y = data[keys[0]], data[keys[1]].astype(np.int64)
-    if x.ndim != 3 or x.shape[1:] != (48, 48) or len(x) != len(y):
-        raise ValueError(f"{path}: expected x_{split} (N,48,48) and y_{split} (N,), got {x.shape}, {y.shape}")
-    return x, y
-
-
-def to_input(x_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N,48,48) on any device -> normalised float (N,1,48,48); same maths as preprocess.normalise."""
-    return (x_u8.float().unsqueeze(1) / 255.0 - MEAN) / STD
-
-
-def class_weights(y: np.ndarray, mode: str, k: int = 7) -> torch.Tensor:
-    # A class absent from the data would get an infinite weight; it never appears in a batch anyway.
-    counts = np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1.0)
-    if mode == "none":
-        w = np.ones(k)
-    elif mode == "sqrt":
-        w = 1.0 / np.sqrt(counts)
-    elif mode == "inverse":
-        w = 1.0 / counts
-    else:
-        raise ValueError(f"class_weighting must be none|sqrt|inverse, not {mode!r}")
-    return torch.tensor(w / (w * counts).sum() * counts.sum(), dtype=torch.float32)
 
 
 def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
@@ -168,6 +139,9 @@ class Trainer:
 
         x_tr, y_tr = load_split(cfg.data, "train")
         x_va, y_va = load_split(cfg.data, "val")
+        self.n_train_split = len(x_tr)  # the int8 tooling calibrates on the train split alone
+        if cfg.with_val:
+            x_tr, y_tr = np.concatenate([x_tr, x_va]), np.concatenate([y_tr, y_va])
         self.x_train = torch.from_numpy(x_tr).to(self.device)
         self.y_train = torch.from_numpy(y_tr).to(self.device)
         self.x_val, self.y_val = torch.from_numpy(x_va), y_va
@@ -219,7 +193,7 @@ class Trainer:
         self._optimise(to_qat(model.cpu()))
         self.qat = True
         if self.calibration is None:
-            faces = calibration_faces(self.x_train.cpu().numpy())
+            faces = calibration_faces(self.x_train[: self.n_train_split].cpu().numpy())
             self.calibration = to_input(torch.from_numpy(faces).to(self.device))
 
     def _start_qat(self) -> None:
@@ -245,7 +219,13 @@ class Trainer:
         log.info("resumed %s at epoch %d/%d (best %.4f)", path, self.epoch, self.total_epochs, self.best_acc)
 
     def _save(self, val: dict) -> None:
-        meta = {"arch": self.cfg.arch, "epoch": self.epoch, "total_epochs": self.total_epochs, "qat": self.qat}
+        meta = {
+            "arch": self.cfg.arch,
+            "epoch": self.epoch,
+            "total_epochs": self.total_epochs,
+            "qat": self.qat,
+            "validation_seen": self.cfg.with_val,
+        }
         ckpt = {
             **meta,
             "model_raw": self.model.state_dict(),
@@ -263,7 +243,7 @@ class Trainer:
         torch.save(ckpt, tmp)
         tmp.replace(self.out / "last.pt")  # atomic: a kill mid-write keeps the previous epoch
         sources = self._sources()
-        if val["accuracy"] >= self.best_acc:
+        if self.cfg.with_val or val["accuracy"] >= self.best_acc:
             self.best_acc = val["accuracy"]
             self._save_model(sources[val["source"]], self.out / "best.pt", meta, val, ckpt["config"])
         if "swa" in sources:
@@ -333,7 +313,7 @@ class Trainer:
             update_bn((to_input(faces[i : i + 512]) for i in range(0, len(faces), 512)), self.swa, self.device)
 
     def validate(self) -> dict:
-        """The best of raw/EMA/SWA, plus every source's accuracy under ``by_source``."""
+        """The best of raw/EMA/SWA (the EMA with ``with_val``), plus every source's accuracy under ``by_source``."""
         best: dict = {}
         by_source: dict[str, float] = {}
         for source, model in self._sources().items():
@@ -342,13 +322,16 @@ class Trainer:
             pred = predict_logits(model, self.x_val).argmax(1).numpy()
             rep = classification_report(self.y_val, pred)
             by_source[source] = rep.accuracy
-            if not best or rep.accuracy > best["accuracy"]:
+            picked = source == "ema" if self.cfg.with_val else not best or rep.accuracy > best["accuracy"]
+            if picked:
                 best = {"source": source, "accuracy": rep.accuracy, "macro_f1": rep.macro_f1}
         return {**best, "by_source": by_source}
 
     def fit(self) -> float:
         cfg = self.cfg
         log.info("training %s on %s: %d train / %d val faces", cfg.arch, self.device, len(self.x_train), len(self.y_val))
+        if cfg.with_val:
+            log.info("the validation faces are trained on: best.pt is the last epoch's EMA, whatever validation says")
         started = time.monotonic()
         while self.epoch < self.total_epochs:
             t0 = time.monotonic()
@@ -373,6 +356,8 @@ class Trainer:
             self.history.append(row)
             self._save(val)
             others = " ".join(f"{k} {v:.4f}" for k, v in val["by_source"].items() if k != val["source"])
+            if cfg.with_val:
+                others += "; seen in training"
             print(
                 f"[{cfg.arch}{' qat' if self.qat else ''}] epoch {self.epoch}/{self.total_epochs} loss {loss:.4f} "
                 f"val acc {val['accuracy']:.4f} ({val['source']}; {others}) macro-F1 {val['macro_f1']:.4f} "

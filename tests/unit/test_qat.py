@@ -15,7 +15,8 @@ from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
 from pipeline.train.qat import QuantSim, calibrate, calibration_faces, to_qat
 from pipeline.train.quantize import quantize_onnx
-from pipeline.train.trainer import load_checkpoint_model, to_input
+from pipeline.train.data import to_input
+from pipeline.train.trainer import load_checkpoint_model
 from tests.support.cli import run_cli
 from tests.support.training import randomise_batchnorm, write_tiny_npz
 

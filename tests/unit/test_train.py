@@ -16,7 +16,8 @@ from pipeline.classify.model import ARCHITECTURES, RepConv, RepNet, build_model,
 from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
 from pipeline.train.augment import AugmentConfig, augment, cutmix
-from pipeline.train.trainer import load_checkpoint_model, to_input
+from pipeline.train.data import to_input
+from pipeline.train.trainer import load_checkpoint_model
 from tests.support.cli import run_cli
 from tests.support.training import randomise_batchnorm, write_tiny_npz
 
@@ -243,3 +244,41 @@ def test_export_writes_weights_card_figure_and_int8(tiny_npz: Path, tmp_path: Pa
     assert card["int8"]["fer2013_val"]["fp32_accuracy"] == card["metrics"]["fer2013_val"]["accuracy"]
     # A missing checkpoint is a usage error, not a traceback.
     assert export_main([str(run / "nope.pt"), "--name", "tiny", "--version", "3", "--out", str(out)]) == 2
+
+
+def test_with_val_trains_on_both_splits_and_keeps_the_last_epoch(tiny_npz: Path, tmp_path: Path) -> None:
+    from pipeline.train.qat import calibration_faces
+    from pipeline.train.trainer import TrainConfig, Trainer
+
+    # Given the tiny data (256 train, 128 validation faces), a --with-val trainer holds both splits,
+    with np.load(tiny_npz) as data:
+        x_train = data["x_train"]
+    both = Trainer(TrainConfig(data=str(tiny_npz), out=str(tmp_path / "t"), arch="emonet-r", with_val=True))
+    assert len(both.x_train) == 384 and torch.equal(both.x_train[:256].cpu(), torch.from_numpy(x_train))
+    # but simulates the int8 model's calibration on the train split alone, as `emotionpipe quantize` makes it.
+    both._enter_qat(both.model)
+    assert both.calibration is not None
+    assert torch.equal(both.calibration.cpu(), to_input(torch.from_numpy(calibration_faces(x_train))))
+
+    # When a run's best validation figure cannot be beaten (patched to 1.0) and it resumes for one more epoch,
+    common = ["--data", str(tiny_npz), "--arch", "emonet-t", "--batch-size", "32", "--threads", "1"]
+    best_epochs = {}
+    for flags in ([], ["--with-val"]):
+        run = tmp_path / f"run{len(flags)}"
+        assert train_main([*common, "--epochs", "1", "--out", str(run), *flags]) == 0
+        ckpt = torch.load(run / "last.pt", weights_only=False)
+        torch.save({**ckpt, "best_acc": 1.0, "total_epochs": 2}, run / "last.pt")
+        assert train_main([*common, "--epochs", "2", "--out", str(run), "--resume", *flags]) == 0
+        best_epochs[len(flags)] = torch.load(run / "best.pt", weights_only=False)["epoch"]
+    # then a plain run keeps its best epoch and a --with-val run keeps the last one, the EMA's, marked as such.
+    assert best_epochs == {0: 1, 1: 2}
+    best = torch.load(tmp_path / "run1" / "best.pt", weights_only=False)
+    assert best["validation_seen"] and best["val"]["source"] == "ema"
+    history = json.loads((tmp_path / "run1" / "history.json").read_text())
+    assert [row["source"] for row in history] == ["ema", "ema"]
+    # Its export says so in the card and on the terminal.
+    out = tmp_path / "weights"
+    done = run_cli("export", str(tmp_path / "run1" / "best.pt"), "--name", "tiny", "--version", "1",
+                   "--data", str(tiny_npz), "--out", str(out), "--no-int8")
+    assert done.code == 0 and "trained on the validation faces" in done.stdout
+    assert json.loads((out / "tiny.json").read_text())["training"]["validation_seen"] is True
