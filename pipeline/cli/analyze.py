@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import Counter
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -26,40 +25,13 @@ from pipeline.cli.options import Runtime
 if TYPE_CHECKING:
     from pipeline.detect.analyze import FileAnalysis
 
-__all__ = ["FileSummary", "analyze", "format_human", "summarize", "to_json"]
-
-
-@dataclass(frozen=True)
-class FileSummary:
-    """Per-file aggregate over all faces found in it."""
-
-    faces: int
-    dominant: str | None
-    mean_probs: dict[str, float]
-    label_counts: dict[str, int]
-
-
-def summarize(result: FileAnalysis) -> FileSummary:
-    """Dominant label (soft vote), mean probabilities and per-label face counts of one file."""
-    if not result.faces:
-        return FileSummary(faces=0, dominant=None, mean_probs={}, label_counts={})
-    import numpy as np
-
-    from pipeline.contracts import LABELS
-
-    probs = np.array([[f.probs[label] for label in LABELS] for f in result.faces], dtype=np.float64)
-    mean = probs.mean(axis=0)
-    counts = Counter(f.label for f in result.faces)
-    return FileSummary(
-        faces=len(result.faces),
-        dominant=LABELS[int(mean.argmax())],
-        mean_probs={label: round(float(p), 4) for label, p in zip(LABELS, mean, strict=True)},
-        label_counts={label: counts[label] for label in LABELS if counts[label]},
-    )
+__all__ = ["analyze", "format_human", "to_json"]
 
 
 def to_json(result: FileAnalysis) -> dict[str, object]:
     """The file's analysis (faces with bbox, label, probs) plus its summary fields."""
+    from pipeline.detect.analyze import summarize
+
     summary = summarize(result)
     return {**result.to_dict(), "dominant": summary.dominant, "mean_probs": summary.mean_probs,
             "label_counts": summary.label_counts}
@@ -88,6 +60,8 @@ def format_human(result: FileAnalysis, max_rows: int = 20) -> str:
     if len(result.faces) > max_rows:
         lines.append(f"  ... {len(result.faces) - max_rows} more faces (--max-rows, or --json for all)")
     if result.kind == "video":
+        from pipeline.detect.analyze import summarize
+
         s = summarize(result)
         votes = ", ".join(f"{label} {n}" for label, n in sorted(s.label_counts.items(), key=lambda kv: -kv[1]))
         assert s.dominant is not None
@@ -111,7 +85,13 @@ def analyze(
     max_frames: Annotated[int | None, typer.Option(help="Cap on analysed frames per video.")] = None,
     max_rows: Annotated[int, typer.Option(help="Face lines printed per file (human output).")] = 20,
     as_json: Annotated[bool, typer.Option(
-        "--json", help="Print one JSON list (per file, per face) instead.")] = False,
+        "--json", help="Print one JSON list (per file, per face) instead; with --labels an object "
+                       "{files: [...], score: {...}}.")] = False,
+    labels: Annotated[Path | None, typer.Option(
+        help="CSV with a 'file' column (relative to the CSV) and an expected emotion per file: "
+             "prints per-class recall over faces and files after the analysis.")] = None,
+    label_column: Annotated[str | None, typer.Option(
+        help="The CSV's label column (default: the first one after 'file').")] = None,
 ) -> None:
     """Detect faces and classify emotions in images, videos or folders (offline: no Ray, no Redis).
 
@@ -119,6 +99,8 @@ def analyze(
     """
     if fps <= 0:
         ctx.fail("--fps must be > 0")
+    if label_column and not labels:
+        ctx.fail("--label-column needs --labels")
     # The detector's onnxruntime and ours would otherwise chatter on stderr.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -126,10 +108,12 @@ def analyze(
     from pipeline.classify.backends import create_backend
     from pipeline.detect.analyze import analyze_paths
     from pipeline.detect.detector import DetectionStage
+    from pipeline.detect.scoring import read_labels, score
     from pipeline.exceptions import PipelineError
     from pipeline.settings import ClassifySettings, load_settings
 
     try:
+        expected = read_labels(labels, label_column) if labels else None
         settings = load_settings()
         wanted = {"model": model, "weights": weights, "runtime": runtime.value if runtime else None, "tta": tta}
         changes = {k: v for k, v in wanted.items() if v is not None}
@@ -145,8 +129,12 @@ def analyze(
     if not results:
         typer.echo("error: no image or video files found", err=True)
         raise typer.Exit(1)
+    scored = score(results, expected) if expected else None
     if as_json:
-        typer.echo(json.dumps([to_json(r) for r in results], indent=1))
+        files = [to_json(r) for r in results]
+        typer.echo(json.dumps({"files": files, "score": scored.as_dict()} if scored else files, indent=1))
     else:
         typer.echo("\n\n".join(format_human(r, max_rows) for r in results))
+        if scored:
+            typer.echo("\n" + scored.format())
     raise typer.Exit(1 if any(r.error for r in results) else 0)

@@ -7,6 +7,7 @@ plain dataclasses (``to_dict()`` for JSON). Used by the CLI and by evaluation.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,16 @@ from pipeline.detect.detector import DetectionStage
 from pipeline.detect.exceptions import MediaError
 from pipeline.detect.types import Detection
 
-__all__ = ["FaceAnalysis", "FileAnalysis", "analyze_paths", "classify_crops", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "FaceAnalysis",
+    "FileAnalysis",
+    "FileSummary",
+    "analyze_paths",
+    "classify_crops",
+    "summarize",
+]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
@@ -59,6 +69,36 @@ class FileAnalysis:
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict."""
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FileSummary:
+    """Per-file aggregate over all faces found in it."""
+
+    faces: int
+    dominant: str | None
+    mean_probs: dict[str, float]
+    label_counts: dict[str, int]
+
+
+def summarize(result: FileAnalysis) -> FileSummary:
+    """Dominant label (soft vote), mean probabilities and per-label face counts of one file.
+
+    The soft vote (argmax of the mean probabilities) is less jumpy than counting argmax labels
+    when a short clip gives a handful of faces and two emotions are close.
+    """
+    if not result.faces:
+        return FileSummary(faces=0, dominant=None, mean_probs={}, label_counts={})
+    probs = np.array([[f.probs[label] for label in LABELS] for f in result.faces], dtype=np.float64)
+    mean = probs.mean(axis=0)
+    counts = Counter(f.label for f in result.faces)
+    return FileSummary(
+        faces=len(result.faces),
+        dominant=LABELS[int(mean.argmax())],
+        mean_probs={label: round(float(p), 4) for label, p in zip(LABELS, mean, strict=True)},
+        label_counts={label: counts[label] for label in LABELS if counts[label]},
+    )
+
 
 
 def _expand(paths: Iterable[str | Path]) -> Iterator[Path]:

@@ -27,3 +27,7 @@ class PublishError(DetectError):
 
 class MediaError(DetectError):
     """A file given to :func:`pipeline.detect.analyze.analyze_paths` cannot be read."""
+
+
+class LabelsError(DetectError):
+    """A labels file given to ``emotionpipe analyze --labels`` cannot be used (missing, malformed)."""

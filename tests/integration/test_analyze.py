@@ -99,3 +99,34 @@ def test_unknown_model_is_a_clear_error(shared_media: Path) -> None:
     run = run_cli("analyze", str(shared_media / "images" / "0-f1-su-ph.jpg"), "--model", "emonet-xl")
     assert run.code == 2
     assert "emonet-xl" in run.stderr
+
+
+def test_labels_score_the_analysis(shared_media: Path, tmp_path: Path) -> None:
+    # Given two CREMA-D clips and the labels file beside them (intended label and crowd vote)
+    cremad = shared_media / "video" / "cremad"
+    clips = [cremad / "1001_DFA_HAP_XX.mp4", cremad / "1001_DFA_NEU_XX.mp4"]
+    run = run_cli("analyze", *map(str, clips), "--labels", str(cremad / "labels.csv"),
+                  "--label-column", "face_only_crowd_vote", "--json")
+    assert run.code == 0
+    out = json.loads(run.stdout)
+    files, scored = out["files"], out["score"]
+    # Then the score counts exactly the faces and dominant labels the analysis reports, per expected emotion,
+    assert scored["labels"].endswith("labels.csv:face_only_crowd_vote")
+    assert list(scored["by_class"]) == ["happy", "neutral"]
+    for clip, expected in zip(files, ["happy", "neutral"], strict=True):
+        row = scored["by_class"][expected]
+        assert row["files"] == 1 and row["faces"] == len(clip["faces"]) > 0
+        assert row["faces_right"] == sum(face["label"] == expected for face in clip["faces"])
+        assert row["files_right"] == int(clip["dominant"] == expected)
+    assert scored["total"]["faces"] == sum(len(clip["faces"]) for clip in files)
+    # and names the four labelled clips it was not given.
+    assert len(scored["not_analysed"]) == 4 and scored["unlabelled"] == []
+
+    # The human report ends with the table; a broken labels file is a usage error before any analysis.
+    human = run_cli("analyze", str(clips[0]), "--labels", str(cremad / "labels.csv"), "--max-frames", "2")
+    assert human.code == 0 and "scored against" in human.stdout and "macro face recall" in human.stdout
+    bad = tmp_path / "labels.csv"
+    bad.write_text("file,label\n1001_DFA_HAP_XX.mp4,joy\n")
+    refused = run_cli("analyze", str(clips[0]), "--labels", str(bad))
+    assert refused.code == 2 and "'joy' is not one of" in refused.stderr
+    assert run_cli("analyze", str(clips[0]), "--label-column", "intended").code == 2
