@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,21 @@ def predict_logits(model: nn.Module, x_u8: torch.Tensor, batch: int = 1024, tta:
     return torch.cat(out)
 
 
+def load_teacher(path: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A teacher's logits for a batch of normalised faces.
+
+    On CPU through ONNX Runtime in fp32: the same function (logits within 1e-5 of torch's) at
+    ~1.8x torch's speed on these small convolutions, where the teacher is a third of each step.
+    """
+    model = load_checkpoint_model(path, device)[0]
+    if device.type != "cpu":
+        return model
+    from pipeline.classify.engine import onnx_bytes, onnx_runner
+
+    run = onnx_runner(onnx_bytes(model), torch.get_num_threads())
+    return lambda x: torch.from_numpy(run(x.contiguous().numpy()))
+
+
 def _autocast(dev: torch.device):  # bf16 on CUDA; a no-op context on CPU
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
@@ -168,7 +184,7 @@ class Trainer:
             # 8,192 clean training faces pin its BN statistics well enough at under a third of a full pass.
             idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(cfg.seed))[:8192]
             self.bn_faces = self.x_train[idx.to(self.device)]
-        self.teachers = [load_checkpoint_model(p, self.device)[0] for p in cfg.teachers]
+        self.teachers = [load_teacher(p, self.device) for p in cfg.teachers]
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.epoch = 0
@@ -180,9 +196,8 @@ class Trainer:
 
     def _optimise(self, model: nn.Module) -> None:
         """Make ``model`` the one trained, with a fresh optimiser and weight EMA around it."""
-        self.model = model.to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # channels-last convolutions: 15-25 % faster training steps on CPU too (emonet-s/m/r, QAT; 2 threads).
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         cfg = self.cfg
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         self.opt = torch.optim.SGD(
@@ -284,8 +299,7 @@ class Trainer:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             xb = augment(to_input(self.x_train[idx]), cfg.augment, self.gen)
             xb, ya, yb, lam = cutmix(xb, self.y_train[idx], cfg.augment, self.gen)
-            if self.device.type == "cuda":
-                xb = xb.contiguous(memory_format=torch.channels_last)
+            xb = xb.contiguous(memory_format=torch.channels_last)
             lr = _lr_at(self.epoch * steps + i, cfg, steps, self.total_epochs)
             for group in self.opt.param_groups:
                 group["lr"] = lr

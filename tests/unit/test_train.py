@@ -165,7 +165,13 @@ def test_train_checkpoints_resume_and_distil(tiny_npz: Path, tmp_path: Path) -> 
     model, best = load_checkpoint_model(run / "best.pt")
     assert best["arch"] == "emonet-t" and best["val"]["accuracy"] > 0.5
 
-    # A student distilled from that checkpoint trains through the KD loss.
+    # A student distilled from that checkpoint trains through the KD loss, its teacher's logits computed by
+    # ONNX Runtime on CPU: the same function as the checkpoint's torch model.
+    from pipeline.train.trainer import load_teacher
+
+    faces = to_input(torch.from_numpy(np.load(tiny_npz)["x_val"][:64])).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(load_teacher(str(run / "best.pt"), torch.device("cpu"))(faces), model(faces), atol=1e-4)
     student = tmp_path / "student"
     assert train_main([*common, "--epochs", "1", "--out", str(student), "--teacher", str(run / "best.pt")]) == 0
     assert (student / "best.pt").exists()
