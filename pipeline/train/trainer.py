@@ -241,6 +241,18 @@ class Trainer:
             "qat": self.qat,
             "validation_seen": self.cfg.with_val,
         }
+        config = _jsonable(asdict(self.cfg))
+        sources = self._sources()
+        if self.cfg.with_val or val["accuracy"] >= self.best_acc:
+            self.best_acc = val["accuracy"]
+            self._save_model(sources[val["source"]], self.out / "best.pt", meta, val, config)
+        if "swa" in sources:
+            # The running average itself, whatever the validation says: it is the run's result
+            # that was not picked on the validation split.
+            swa_val = {"source": "swa", "accuracy": val["by_source"]["swa"]}
+            self._save_model(sources["swa"], self.out / "swa.pt", meta, swa_val, config)
+        # last.pt goes last and carries this epoch's best: a run killed before it redoes the epoch,
+        # and a resumed run compares against the true best rather than the one before this epoch.
         ckpt = {
             **meta,
             "model_raw": self.model.state_dict(),
@@ -250,22 +262,13 @@ class Trainer:
             "history": self.history,
             "gen": self.gen.get_state(),
             "cpu_rng": torch.get_rng_state(),
-            "config": _jsonable(asdict(self.cfg)),
+            "config": config,
         }
         if self.swa is not None:
             ckpt["swa"] = self.swa.state_dict()
         tmp = self.out / "last.pt.tmp"
         torch.save(ckpt, tmp)
         tmp.replace(self.out / "last.pt")  # atomic: a kill mid-write keeps the previous epoch
-        sources = self._sources()
-        if self.cfg.with_val or val["accuracy"] >= self.best_acc:
-            self.best_acc = val["accuracy"]
-            self._save_model(sources[val["source"]], self.out / "best.pt", meta, val, ckpt["config"])
-        if "swa" in sources:
-            # The running average itself, whatever the validation says: it is the run's result
-            # that was not picked on the validation split.
-            swa_val = {"source": "swa", "accuracy": val["by_source"]["swa"]}
-            self._save_model(sources["swa"], self.out / "swa.pt", meta, swa_val, ckpt["config"])
 
     @staticmethod
     def _save_model(model: nn.Module, path: Path, meta: dict, val: dict, config: object) -> None:

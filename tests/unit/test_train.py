@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +289,31 @@ def test_with_val_trains_on_both_splits_and_keeps_the_last_epoch(tiny_npz: Path,
                    "--data", str(tiny_npz), "--out", str(out), "--no-int8")
     assert done.code == 0 and "trained on the validation faces" in done.stdout
     assert json.loads((out / "tiny.json").read_text())["training"]["validation_seen"] is True
+
+
+def test_a_resumed_run_keeps_the_best_epoch(tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.train.trainer import TrainConfig, Trainer
+
+    def scripted(trainer: Trainer, accuracies: list[float]) -> None:
+        # Validation figures in a set order, so "best" is known; the epochs themselves really train.
+        figures = iter(accuracies)
+
+        def validate() -> dict:
+            acc = next(figures)
+            return {"source": "ema", "accuracy": acc, "macro_f1": acc, "by_source": {"ema": acc, "raw": 0.0}}
+
+        monkeypatch.setattr(trainer, "validate", validate)
+
+    cfg = TrainConfig(data=str(tiny_npz), out=str(tmp_path / "run"), arch="emonet-t", epochs=2, batch_size=64,
+                      threads=1)
+    # Given a run whose second epoch is its best, stopped after it
+    first = Trainer(cfg)
+    scripted(first, [0.5, 0.6])
+    assert first.fit() == 0.6
+    # When it resumes for a worse third epoch
+    resumed = Trainer(replace(cfg, epochs=3, resume=True))
+    resumed.total_epochs = 3
+    scripted(resumed, [0.55])
+    # Then best.pt is still the second epoch: last.pt carried the best figure including its own epoch.
+    assert resumed.fit() == 0.6
+    assert torch.load(tmp_path / "run" / "best.pt", weights_only=False)["epoch"] == 2
