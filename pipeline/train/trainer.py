@@ -6,7 +6,8 @@ Everything an epoch needs lives on the training device: the uint8 dataset
 killed run continues with ``--resume`` where it stopped. With ``swa_start`` the
 weight average is also written every epoch (``swa.pt``). With ``qat_epochs`` the last
 epochs train the folded emonet-r through the served int8 model's rounding
-(:mod:`pipeline.train.qat`); from then on validation reads that simulated int8 model.
+(:mod:`pipeline.train.qat`); from then on validation reads that simulated int8 model
+and picks ``best.pt`` among those epochs (the fp32 pick before them is ``best-fp32.pt``).
 With ``with_val`` the validation faces join the training set (a last fine-tune of a fixed
 length): ``best.pt`` is then simply the last epoch's EMA, since the split can no longer pick.
 """
@@ -216,6 +217,12 @@ class Trainer:
         source = self.history[-1]["source"] if self.history else "raw"
         log.info("epoch %d: quantisation-aware training from the %s weights", self.epoch + 1, source)
         self._enter_qat(copy.deepcopy(self._sources()[source]))
+        # From here on best.pt is picked on simulated int8 accuracy. The fp32 pick so far is kept as
+        # best-fp32.pt, so the two are compared like with like (each exported as int8), not fp32 vs int8.
+        best = self.out / "best.pt"
+        if best.exists():
+            best.replace(self.out / "best-fp32.pt")
+        self.best_acc = 0.0
 
     # -- checkpoints -------------------------------------------------------
     def _restore(self, path: Path) -> None:

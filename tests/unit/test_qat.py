@@ -87,6 +87,9 @@ def test_qat_epochs_train_resume_and_export(tiny_npz: Path, tmp_path: Path) -> N
     assert [row["qat"] for row in history] == [False, True]
     ckpt = torch.load(run / "last.pt", weights_only=False)
     assert ckpt["qat"] and any(k.startswith("grids.") for k in ckpt["model_raw"])
+    # best.pt is picked among the simulated epochs; the fp32 pick before them stays as best-fp32.pt.
+    assert torch.load(run / "best.pt", weights_only=False)["qat"]
+    assert torch.load(run / "best-fp32.pt", weights_only=False)["epoch"] == 1
     # When it is resumed for one more epoch, it goes on in the simulated form.
     ckpt["total_epochs"] = 3
     torch.save(ckpt, run / "last.pt")
