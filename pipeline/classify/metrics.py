@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,4 +62,53 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray) -> Report:
         precision={label: float(p) for label, p in zip(LABELS, precision)},
         confusion=cm.tolist(),
         n=n,
+    )
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Two models' top-1 labels on the same faces: is their accuracy difference more than noise?
+
+    Models that share training data and teachers err on mostly the same faces, so what decides is
+    the faces where exactly one of them is right (``only_a``, ``only_b``), not the two accuracies'
+    own standard errors, which would overstate the noise several times.
+    """
+
+    n: int
+    accuracy_a: float
+    accuracy_b: float
+    only_a: int  # faces A labels right and B wrong
+    only_b: int
+    std_error: float  # paired standard error of accuracy_a - accuracy_b
+    p_value: float  # McNemar's exact test, two-sided: chance of a split this uneven if both were equal
+
+    @property
+    def difference(self) -> float:
+        return self.accuracy_a - self.accuracy_b
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"n": self.n, "accuracy_a": self.accuracy_a, "accuracy_b": self.accuracy_b,
+                "difference": self.difference, "only_a": self.only_a, "only_b": self.only_b,
+                "std_error": self.std_error, "p_value": self.p_value}
+
+
+def compare_paired(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> PairedComparison:
+    """Compare two models' integer labels for the same faces (McNemar, paired standard error)."""
+    if not len(y_true) == len(pred_a) == len(pred_b):
+        raise ValueError(f"labels for {len(y_true)}, {len(pred_a)} and {len(pred_b)} faces: compare the same faces")
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    n = len(y_true)
+    only_a, only_b = int((right_a & ~right_b).sum()), int((right_b & ~right_a).sum())
+    discordant = only_a + only_b
+    # var of d_i = right_a_i - right_b_i, each in {-1, 0, 1}, over n faces
+    var = discordant / n - ((only_a - only_b) / n) ** 2 if n else 0.0
+    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1))
+    return PairedComparison(
+        n=n,
+        accuracy_a=float(right_a.mean()) if n else 0.0,
+        accuracy_b=float(right_b.mean()) if n else 0.0,
+        only_a=only_a,
+        only_b=only_b,
+        std_error=math.sqrt(max(var, 0.0) / n) if n else 0.0,
+        p_value=min(1.0, 2 * tail / 2**discordant),
     )

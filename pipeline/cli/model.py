@@ -38,16 +38,22 @@ def evaluate(
         help="Put each face, upscaled 4x, in a frame and classify what the live detector crops from it.")] = False,
     rotate: Annotated[float, typer.Option(
         metavar="DEG", help="With --through-detector: rotate the frames by DEG (tilted heads).")] = 0.0,
+    against: Annotated[str | None, typer.Option(
+        metavar="MODEL", help="Also run MODEL (a shipped name or a .safetensors path) on the same faces and runtime, "
+        "and compare the two paired: faces only one labels right, paired standard error, McNemar's p.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Accuracy of a model on an npz split (optionally through the live detector)."""
     if rotate and not through_detector:
         ctx.fail("--rotate needs --through-detector")
+    if against and through_detector:
+        ctx.fail("--against compares on the dataset's crops: leave out --through-detector")
     from pipeline.classify.engine import EmotionEngine
+    from pipeline.classify.metrics import classification_report, compare_paired
     from pipeline.exceptions import ModelError
     from pipeline.settings import ClassifySettings
-    from pipeline.train.evaluate import evaluate_engine
     from pipeline.train.data import load_split
+    from pipeline.train.predict import predict_labels
 
     try:
         x, y = load_split(data, split)
@@ -58,6 +64,7 @@ def evaluate(
     settings = ClassifySettings(model=model, weights=weights, runtime=runtime.value, tta=tta)
     try:
         engine = EmotionEngine.load(settings)
+        other = EmotionEngine.load(settings.model_copy(update=_model_or_weights(against))) if against else None
     except ModelError as exc:
         ctx.fail(str(exc))
     how = f"{engine.runtime}, TTA" if engine.tta else engine.runtime
@@ -73,11 +80,25 @@ def evaluate(
         else:
             typer.echo(f"model {engine.name} ({how}) on {data}:{split}, through the detector\n{reframed.format()}")
         return
-    report = evaluate_engine(engine, x, y)
+    labels = predict_labels(engine, x)
+    report = classification_report(y, labels)
+    paired = compare_paired(y, labels, predict_labels(other, x)) if other else None
     if as_json:
-        typer.echo(json.dumps({**head, **report.as_dict()}))
-    else:
-        typer.echo(f"model {engine.name} ({how}) on {data}:{split}\n{report.format()}")
+        extra = {"against": {"model": other.name, **paired.as_dict()}} if other and paired else {}
+        typer.echo(json.dumps({**head, **report.as_dict(), **extra}))
+        return
+    typer.echo(f"model {engine.name} ({how}) on {data}:{split}\n{report.format()}")
+    if other and paired:
+        typer.echo(f"\nagainst {other.name}: accuracy {paired.accuracy_b:.4f}, difference {paired.difference:+.4f} "
+                   f"(paired standard error {paired.std_error:.4f}, McNemar p = {paired.p_value:.3g})\n"
+                   f"faces right only with {engine.name}: {paired.only_a}, only with {other.name}: {paired.only_b}")
+
+
+def _model_or_weights(against: str) -> dict[str, object]:
+    """``--against``: a path to weights when it looks like one, else a shipped model name."""
+    if against.endswith(".safetensors") or Path(against).is_file():
+        return {"weights": Path(against)}
+    return {"model": against, "weights": None}
 
 
 def export(

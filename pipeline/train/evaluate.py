@@ -16,13 +16,8 @@ from pipeline.classify.engine import EmotionEngine
 from pipeline.classify.metrics import Report, classification_report
 from pipeline.contracts import LABELS
 from pipeline.settings import ClassifySettings
-from pipeline.train.predict import predict_labels
 from pipeline.train.data import load_split
-
-
-def evaluate_engine(engine: EmotionEngine, x: np.ndarray, y: np.ndarray, batch: int = 256) -> Report:
-    """Run the engine over uint8 faces with a progress bar; returns the report."""
-    return classification_report(y, predict_labels(engine, x, batch))
+from pipeline.train.predict import predict_labels
 
 
 def plot_confusion(report: Report, path: Path, title: str) -> None:

@@ -26,6 +26,7 @@ import pytest
 from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine, file_sha256, int8_path
 from pipeline.exceptions import ModelError
 from pipeline.settings import ClassifySettings
+from tests.support.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 FER2013 = Path(os.environ.get("EP_FER2013", REPO.parent / "shared" / "data" / "fer2013.npz"))
@@ -109,6 +110,39 @@ def test_onnx_and_torch_runtimes_agree(model_name: str, val_faces: tuple[np.ndar
     diff = np.abs(onnx_engine.predict(x) - torch_engine.predict(x)).max()
     # Then the exported graph computes the same function as the PyTorch reference
     assert diff < 1e-3, f"onnx and torch disagree by {diff:.2e}"
+
+
+def test_eval_against_compares_two_models_on_the_same_faces(
+    tmp_path: Path, val_faces: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # Given emonet-s, and emonet-m as the model to compare with (one by name, one as a weights path)
+    x, y = val_faces
+    expected = {name: EmotionEngine.load(ClassifySettings(model=name)).predict(x[:300]).argmax(1) == y[:300]
+                for name in ("emonet-s", "emonet-m")}
+    for against in ("emonet-m", str(WEIGHTS_DIR / "emonet-m.safetensors")):
+        # When eval runs with --against
+        run = run_cli("eval", "--data", str(FER2013), "--model", "emonet-s", "--against", against,
+                      "--limit", "300", "--json")
+        # Then the comparison counts the faces only one of them labels right, as each model alone does
+        assert run.code == 0, run.stderr
+        out = json.loads(run.stdout)
+        paired = out["against"]
+        assert paired["model"] == "emonet-m@1" and paired["n"] == 300
+        assert paired["accuracy_a"] == out["accuracy"] == pytest.approx(expected["emonet-s"].mean())
+        assert paired["accuracy_b"] == pytest.approx(expected["emonet-m"].mean())
+        assert paired["only_a"] == int((expected["emonet-s"] & ~expected["emonet-m"]).sum())
+        assert paired["only_b"] == int((expected["emonet-m"] & ~expected["emonet-s"]).sum())
+        assert 0 < paired["p_value"] <= 1 and paired["std_error"] > 0
+    # and the text form says the same in words
+    run = run_cli("eval", "--data", str(FER2013), "--model", "emonet-s", "--against", "emonet-m", "--limit", "300")
+    assert f"only with emonet-m@1: {paired['only_b']}" in run.stdout
+
+
+def test_eval_against_an_unknown_model_is_a_usage_error(val_faces: tuple[np.ndarray, np.ndarray]) -> None:
+    run = run_cli("eval", "--data", str(FER2013), "--against", "emonet-zz", "--limit", "10")
+    assert run.code == 2 and "unknown model 'emonet-zz'" in run.stderr
+    run = run_cli("eval", "--data", str(FER2013), "--against", "emonet-s", "--through-detector", "--limit", "10")
+    assert run.code == 2 and "leave out --through-detector" in run.stderr
 
 
 def test_tta_averages_a_face_with_its_mirror() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pipeline.classify.engine import WEIGHTS_DIR, EmotionEngine, file_sha256, int8_path
-from pipeline.classify.metrics import classification_report
+from pipeline.classify.metrics import classification_report, compare_paired
 from pipeline.classify.model import ARCHITECTURES, RepConv, RepNet, build_model, count_macs, fuse_branches, parse_layout
 from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
@@ -52,6 +52,27 @@ def test_metrics_match_hand_computed_values() -> None:
     assert rep.recall["happy"] == pytest.approx(2 / 3)
     assert rep.precision["neutral"] == pytest.approx(0.5)
     assert rep.confusion[3][6] == 1 and sum(map(sum, rep.confusion)) == 6
+
+
+def test_paired_comparison_counts_faces_only_one_model_gets_right() -> None:
+    # Given two models on eight faces: A right on 0-5, B right on 0-1 and 6-7 (truth is 0 everywhere)
+    y = np.zeros(8, np.int64)
+    a = np.array([0, 0, 0, 0, 0, 0, 1, 1])
+    b = np.array([0, 0, 2, 2, 2, 2, 0, 0])
+    # When they are compared paired
+    c = compare_paired(y, a, b)
+    # Then only the discordant faces count: 4 for A, 2 for B
+    assert (c.only_a, c.only_b, c.n) == (4, 2, 8)
+    assert c.difference == pytest.approx(0.25)
+    # paired standard error: sqrt((6/8 - (2/8)^2) / 8); McNemar exact: 2 * P(X <= 2 | 6, 1/2) = 2 * 22/64
+    assert c.std_error == pytest.approx(np.sqrt((6 / 8 - (2 / 8) ** 2) / 8))
+    assert c.p_value == pytest.approx(44 / 64)
+    # a lopsided split is unlikely under "equally good", identical labels are certain
+    assert compare_paired(np.zeros(6), np.zeros(6), np.ones(6)).p_value == pytest.approx(2 / 64)
+    same = compare_paired(y, a, a)
+    assert (same.p_value, same.std_error, same.difference) == (1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same faces"):
+        compare_paired(y, a, b[:7])
 
 
 def test_normalise_matches_training_transform() -> None:
