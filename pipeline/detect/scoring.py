@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from pipeline.contracts import LABELS
@@ -77,10 +77,7 @@ class ClassScore:
     faces_right: int = 0
 
     def __add__(self, other: ClassScore) -> ClassScore:
-        return ClassScore(*(a + b for a, b in zip(self._counts(), other._counts(), strict=True)))
-
-    def _counts(self) -> tuple[int, int, int, int, int]:
-        return self.files, self.files_right, self.files_without_face, self.faces, self.faces_right
+        return ClassScore(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     @property
     def face_recall(self) -> float | None:
