@@ -112,9 +112,7 @@ def test_onnx_and_torch_runtimes_agree(model_name: str, val_faces: tuple[np.ndar
     assert diff < 1e-3, f"onnx and torch disagree by {diff:.2e}"
 
 
-def test_eval_against_compares_two_models_on_the_same_faces(
-    tmp_path: Path, val_faces: tuple[np.ndarray, np.ndarray]
-) -> None:
+def test_eval_against_compares_two_models_on_the_same_faces(val_faces: tuple[np.ndarray, np.ndarray]) -> None:
     # Given emonet-s, and emonet-m as the model to compare with (one by name, one as a weights path)
     x, y = val_faces
     expected = {name: EmotionEngine.load(ClassifySettings(model=name)).predict(x[:300]).argmax(1) == y[:300]
