@@ -6,7 +6,7 @@ One typer app; each module holds one group of commands:
 * :mod:`~pipeline.cli.cameras`, :mod:`~pipeline.cli.alerts`: the HTTP API's commands (``cameras ...``,
   ``summary``, ``watch``, ``token``, ``alerts ...``) over :mod:`~pipeline.cli.client`;
 * :mod:`~pipeline.cli.train`, :mod:`~pipeline.cli.model`, :mod:`~pipeline.cli.analyze`,
-  :mod:`~pipeline.cli.bench`: ``train``, ``eval``/``export``/``quantize``, ``analyze``, ``bench ...``.
+  :mod:`~pipeline.cli.bench`: ``train``, ``teacher-bank``, ``eval``/``export``/``quantize``, ``analyze``, ``bench ...``.
 
 Heavy imports (Ray, torch, onnxruntime, numpy, pydantic) happen inside the commands so
 ``emotionpipe --help`` stays fast, and so ``python -m pipeline.train`` runs where only torch and
@@ -26,7 +26,7 @@ from pipeline.cli.bench import bench_app
 from pipeline.cli.cameras import cameras_app, show_token, summary, watch
 from pipeline.cli.model import evaluate, export, quantize
 from pipeline.cli.stack import down, status, up
-from pipeline.cli.train import train
+from pipeline.cli.train import teacher_bank, train
 
 __all__ = ["app", "main"]
 
@@ -46,6 +46,7 @@ app.add_typer(alerts_app, name="alerts", rich_help_panel=DATA)
 app.command("token", rich_help_panel=DATA)(show_token)
 
 app.command(rich_help_panel=MODEL)(train)
+app.command("teacher-bank", rich_help_panel=MODEL)(teacher_bank)
 app.command("eval", rich_help_panel=MODEL)(evaluate)
 app.command(rich_help_panel=MODEL)(export)
 app.command(rich_help_panel=MODEL)(quantize)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
-__all__ = ["train"]
+__all__ = ["teacher_bank", "train"]
 
 
 def train(
@@ -30,6 +30,8 @@ def train(
     time_budget_min: Annotated[float | None, typer.Option(help="Shrink the schedule to fit this budget.")] = None,
     teacher: Annotated[list[str] | None, typer.Option(
         help="Teacher for distillation, best.pt or shipped .safetensors (repeatable).")] = None,
+    teacher_bank: Annotated[str | None, typer.Option(
+        help="Distil from a teacher-logit bank (`emotionpipe teacher-bank`) instead of running --teacher.")] = None,
     init: Annotated[str | None, typer.Option(
         help="Fine-tune: start from these weights (best.pt or shipped .safetensors).")] = None,
     warmup_epochs: Annotated[int, typer.Option()] = 3,
@@ -69,6 +71,7 @@ def train(
         threads=threads,
         time_budget_min=time_budget_min,
         teachers=list(teacher or []),
+        teacher_bank=teacher_bank,
         init=init,
         warmup_epochs=warmup_epochs,
         kd_alpha=kd_alpha,
@@ -82,3 +85,39 @@ def train(
     cfg = replace(cfg, augment=replace(cfg.augment, mix_p=mix_p, erase_p=erase_p))
     best = Trainer(cfg).fit()
     typer.echo(f"best validation accuracy {best:.4f}; checkpoints in {cfg.out}")
+
+
+def teacher_bank(
+    teacher: Annotated[list[str], typer.Option(help="Teacher, best.pt or shipped .safetensors (repeatable).")],
+    out: Annotated[str, typer.Option(help="The bank file to write (.npz).")],
+    views: Annotated[int, typer.Option(
+        min=1, help="Augmented views of every training face (epoch e trains on view e % views).")] = 100,
+    data: Annotated[str, typer.Option(help="npz with x_train/y_train.")] = "../shared/data/fer2013.npz",
+    seed: Annotated[int, typer.Option(help="Seed of the views (not of the training run).")] = 0,
+    erase_p: Annotated[float, typer.Option(
+        help="Random-erasing probability (must match the training run's).")] = 0.5,
+    mix_p: Annotated[float, typer.Option(
+        help="CutMix probability, per face (must match the training run's --mix-p).")] = 0.0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Faces per teacher forward (raise it on a GPU).")] = 1024,
+) -> None:
+    """Compute teachers' logits for VIEWS augmented views of every training face, for `train --teacher-bank`."""
+    from dataclasses import replace
+
+    import torch
+
+    from pipeline.train.augment import AugmentConfig
+    from pipeline.train.data import load_split
+    from pipeline.train.teachers import build_bank
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    x, y = load_split(data, "train")
+    cfg = replace(AugmentConfig(), erase_p=erase_p, mix_p=mix_p)
+    bank = build_bank(teacher, x, y, views, cfg, seed=seed, device=dev, batch=batch)
+    bank.save(out)
+    size = bank.logits.numel() * 2 / 2**20
+    typer.echo(f"{out}: {len(teacher)} teacher(s) x {views} views x {len(x)} faces ({size:.1f} MiB)")

@@ -26,6 +26,11 @@ def to_input(x_u8: torch.Tensor) -> torch.Tensor:
     return (x_u8.float().unsqueeze(1) / 255.0 - MEAN) / STD
 
 
+def autocast(dev: torch.device) -> torch.autocast:
+    """bf16 autocast on CUDA; a disabled (no-op) context on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
 def class_weights(y: np.ndarray, mode: str, k: int = 7) -> torch.Tensor:
     # A class absent from the data would get an infinite weight; it never appears in a batch anyway.
     counts = np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1.0)

@@ -69,7 +69,7 @@ def export_checkpoint(
     from safetensors.torch import save_file
 
     from pipeline.classify.model import fuse_branches
-    from pipeline.train.trainer import load_checkpoint_model
+    from pipeline.train.checkpoint import load_checkpoint_model
 
     model, ckpt = load_checkpoint_model(checkpoint)
     fuse_branches(model)  # shipped weights hold the served (single-conv) form

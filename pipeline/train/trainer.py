@@ -1,7 +1,8 @@
 """Training loop for the emotion CNNs (CPU or CUDA, resumable, optional distillation).
 
 Everything an epoch needs lives on the training device: the uint8 dataset
-(66 MB), augmentation and the teachers. A checkpoint is written every epoch
+(66 MB), augmentation and the teachers, or instead of teachers a bank of their logits
+(``teacher_bank``, :mod:`pipeline.train.teachers`). A checkpoint is written every epoch
 (``last.pt``) and whenever the validation accuracy improves (``best.pt``), so a
 killed run continues with ``--resume`` where it stopped. With ``swa_start`` the
 weight average is also written every epoch (``swa.pt``). With ``qat_epochs`` the last
@@ -19,7 +20,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,8 +33,10 @@ from tqdm import tqdm
 from pipeline.classify.metrics import classification_report
 from pipeline.classify.model import RepNet, build_model
 from pipeline.train.augment import AugmentConfig, augment, cutmix
-from pipeline.train.data import class_weights, load_split, to_input
+from pipeline.train.checkpoint import load_checkpoint_model
+from pipeline.train.data import autocast, class_weights, load_split, to_input
 from pipeline.train.qat import QuantSim, calibrate, calibration_faces, to_qat
+from pipeline.train.teachers import TeacherBank, load_teacher, soft_targets, view_batch
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class TrainConfig:
     threads: int | None = None
     time_budget_min: float | None = None
     teachers: list[str] = field(default_factory=list)
+    teacher_bank: str | None = None  # distil from stored teacher logits instead of running teachers
     init: str | None = None
     kd_alpha: float = 0.7
     kd_temperature: float = 4.0
@@ -68,28 +71,6 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-def load_checkpoint_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model in a ``best.pt``/``last.pt`` checkpoint or shipped safetensors (eval mode).
-
-    Shipped weights name their architecture in the card next to them, so a
-    fresh machine can fine-tune or distil from what the package ships.
-    """
-    if str(path).endswith(".safetensors"):
-        from pipeline.classify.engine import load_torch_model, read_card
-
-        card = read_card(Path(path))
-        return load_torch_model(Path(path), card.arch).to(device), {"arch": card.arch}
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(ckpt["arch"])
-    if ckpt.get("qat"):
-        sim = to_qat(model)
-        sim.load_state_dict(ckpt["model"])
-        model = sim.served()  # the int8 tooling rounds these weights as the simulation did
-    else:
-        model.load_state_dict(ckpt["model"])
-    return model.to(device).eval(), ckpt
-
-
 @torch.no_grad()
 def predict_logits(model: nn.Module, x_u8: torch.Tensor, batch: int = 1024, tta: bool = False) -> torch.Tensor:
     """Logits for uint8 faces; ``tta`` averages the image and its mirror."""
@@ -98,7 +79,7 @@ def predict_logits(model: nn.Module, x_u8: torch.Tensor, batch: int = 1024, tta:
     dev = next(model.parameters()).device
     for i in range(0, len(x_u8), batch):
         xb = to_input(x_u8[i : i + batch].to(dev))
-        with _autocast(dev):
+        with autocast(dev):
             logits = model(xb).float()
             if tta:
                 logits = (logits + model(torch.flip(xb, dims=[3])).float()) / 2
@@ -106,23 +87,15 @@ def predict_logits(model: nn.Module, x_u8: torch.Tensor, batch: int = 1024, tta:
     return torch.cat(out)
 
 
-def load_teacher(path: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A teacher's logits for a batch of normalised faces.
+def shared_cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, share: float | torch.Tensor, weight: torch.Tensor, smoothing: float
+) -> torch.Tensor:
+    """Class-weighted cross-entropy (torch's weighted mean), each face's term times its ``share`` of the label.
 
-    On CPU through ONNX Runtime in fp32: the same function (logits within 1e-5 of torch's) at
-    ~1.8x torch's speed on these small convolutions, where the teacher is a third of each step.
+    A scalar share is CutMix drawn per batch; a per-face tensor is a bank's CutMix, recorded per face.
     """
-    model = load_checkpoint_model(path, device)[0]
-    if device.type != "cpu":
-        return model
-    from pipeline.classify.engine import onnx_bytes, onnx_runner
-
-    run = onnx_runner(onnx_bytes(model), torch.get_num_threads())
-    return lambda x: torch.from_numpy(run(x.contiguous().numpy()))
-
-
-def _autocast(dev: torch.device):  # bf16 on CUDA; a no-op context on CPU
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    per_face = F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing, reduction="none")
+    return (share * per_face).sum() / weight[y].sum()
 
 
 def _lr_at(step: float, cfg: TrainConfig, steps_per_epoch: int, total_epochs: int) -> float:
@@ -185,6 +158,14 @@ class Trainer:
             # 8,192 clean training faces pin its BN statistics well enough at under a third of a full pass.
             idx = torch.randperm(len(x_tr), generator=torch.Generator().manual_seed(cfg.seed))[:8192]
             self.bn_faces = self.x_train[idx.to(self.device)]
+        self.bank: TeacherBank | None = None
+        if cfg.teacher_bank:
+            if cfg.teachers or cfg.with_val:
+                raise ValueError("--teacher-bank holds the teachers' targets for the training split alone: "
+                                 "it does not combine with --teacher or --with-val")
+            self.bank = TeacherBank.load(cfg.teacher_bank, x_tr, y_tr, cfg.augment)
+            log.info("distilling from the teacher-logit bank %s (%d views; teachers %s)",
+                     cfg.teacher_bank, self.bank.views, ", ".join(self.bank.info.teachers))
         self.teachers = [load_teacher(p, self.device) for p in cfg.teachers]
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
@@ -280,22 +261,40 @@ class Trainer:
     @staticmethod
     def _save_model(model: nn.Module, path: Path, meta: dict, val: dict, config: object) -> None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        torch.save({**meta, "model": state, "val": val, "config": config}, path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({**meta, "model": state, "val": val, "config": config}, tmp)
+        tmp.replace(path)  # a run killed mid-write (deploy/gpu-teachers.sh bank) keeps the previous best
 
     # -- loop --------------------------------------------------------------
-    def _loss(self, logits: torch.Tensor, xb: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor, lam: float):
-        ce = lam * F.cross_entropy(logits, ya, weight=self.weights, label_smoothing=self.cfg.label_smoothing)
-        if lam < 1.0:
-            ce = ce + (1 - lam) * F.cross_entropy(
-                logits, yb, weight=self.weights, label_smoothing=self.cfg.label_smoothing
-            )
-        if not self.teachers:
+    def _loss(self, logits: torch.Tensor, soft: torch.Tensor | None, ya: torch.Tensor, yb: torch.Tensor,
+              lam: float | torch.Tensor) -> torch.Tensor:
+        weight, smoothing = self.weights, self.cfg.label_smoothing
+        ce = shared_cross_entropy(logits, ya, lam, weight, smoothing)
+        if isinstance(lam, torch.Tensor) or lam < 1.0:
+            ce = ce + shared_cross_entropy(logits, yb, 1 - lam, weight, smoothing)
+        if soft is None:
             return ce
         t = self.cfg.kd_temperature
-        with torch.no_grad():
-            soft = torch.stack([F.softmax(m(xb).float() / t, dim=1) for m in self.teachers]).mean(0)
         kd = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean") * t * t
         return self.cfg.kd_alpha * kd + (1 - self.cfg.kd_alpha) * ce
+
+    def _batch(self, idx: torch.Tensor, table: torch.Tensor | None):
+        """Images, both labels and the first label's share for training faces ``idx``."""
+        ya = self.y_train[idx]
+        if table is not None:  # the bank's view, CutMix recorded per face
+            xb, partner, lam = view_batch(self.x_train, idx, table)
+            return xb, ya, self.y_train[partner.clamp(min=0)], lam
+        xb = augment(to_input(self.x_train[idx]), self.cfg.augment, self.gen)
+        xb, mixed_with, lam_batch = cutmix(xb, self.cfg.augment, self.gen)
+        return xb, ya, ya if mixed_with is None else ya[mixed_with], lam_batch
+
+    @torch.no_grad()
+    def _teacher_targets(self, xb: torch.Tensor, view: int, idx: torch.Tensor) -> torch.Tensor | None:
+        if self.bank is not None:
+            return self.bank.targets(view, idx, self.cfg.kd_temperature)
+        if self.teachers:
+            return soft_targets(torch.stack([m(xb) for m in self.teachers]), self.cfg.kd_temperature)
+        return None
 
     def train_epoch(self) -> float:
         cfg = self.cfg
@@ -303,18 +302,20 @@ class Trainer:
         n = len(self.x_train)
         steps = n // cfg.batch_size
         perm = torch.randperm(n, generator=self.gen, device=self.device)
+        view = self.epoch % self.bank.views if self.bank is not None else 0
+        table = self.bank.view(view).to(self.device) if self.bank is not None else None
         total = 0.0
         bar = tqdm(range(steps), desc=f"epoch {self.epoch + 1}/{self.total_epochs}", leave=False, mininterval=2)
         for i in bar:
             idx = perm[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            xb = augment(to_input(self.x_train[idx]), cfg.augment, self.gen)
-            xb, ya, yb, lam = cutmix(xb, self.y_train[idx], cfg.augment, self.gen)
+            xb, ya, yb, lam = self._batch(idx, table)
             xb = xb.contiguous(memory_format=torch.channels_last)
             lr = _lr_at(self.epoch * steps + i, cfg, steps, self.total_epochs)
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            with _autocast(self.device):
-                loss = self._loss(self.model(xb).float(), xb, ya, yb, lam)
+            with autocast(self.device):
+                soft = self._teacher_targets(xb, view, idx)
+                loss = self._loss(self.model(xb).float(), soft, ya, yb, lam)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -333,7 +334,7 @@ class Trainer:
         if self.swa is None or faces is None or self.epoch < self.cfg.swa_start:
             return
         self.swa.update_parameters(self.model)
-        with _autocast(self.device):
+        with autocast(self.device):
             update_bn((to_input(faces[i : i + 512]) for i in range(0, len(faces), 512)), self.swa, self.device)
 
     def validate(self) -> dict:

@@ -33,8 +33,8 @@ COMMANDS = _commands(get_command(app))
 
 def test_the_tree_has_every_command() -> None:
     names = {" ".join(c) for c in COMMANDS}
-    assert {"up", "down", "status", "train", "eval", "export", "quantize", "analyze", "summary", "watch", "token",
-            "cameras add", "cameras export", "alerts add", "alerts events",
+    assert {"up", "down", "status", "train", "teacher-bank", "eval", "export", "quantize", "analyze", "summary",
+            "watch", "token", "cameras add", "cameras export", "alerts add", "alerts events",
             "bench model", "bench arch", "bench pipeline", "bench scaling"} <= names
 
 
@@ -59,6 +59,13 @@ def test_python_m_pipeline_train_is_the_train_command() -> None:
     assert "python -m pipeline.train" in run.stdout and "--teacher" in run.stdout and "--resume" in run.stdout
 
 
+def test_python_m_pipeline_train_teachers_is_the_teacher_bank_command() -> None:
+    run = subprocess.run([sys.executable, "-m", "pipeline.train.teachers", "--help"], capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert "--views" in run.stdout and "--teacher" in run.stdout
+
+
 def test_train_defaults_are_the_trainer_defaults() -> None:
     from pipeline.train.augment import AugmentConfig
     from pipeline.train.trainer import TrainConfig
@@ -70,6 +77,7 @@ def test_train_defaults_are_the_trainer_defaults() -> None:
     for name in shared:
         assert cli[name] == getattr(config, name), name
     assert (cli["mix_p"], cli["erase_p"]) == (AugmentConfig.mix_p, AugmentConfig.erase_p)
+    assert _defaults("teacher-bank")["erase_p"] == AugmentConfig.erase_p  # a bank must match the run's views
 
 
 def test_model_defaults_and_runtimes_are_the_engine_s() -> None:

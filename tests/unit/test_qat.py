@@ -16,7 +16,7 @@ from pipeline.settings import ClassifySettings
 from pipeline.train.qat import QuantSim, calibrate, calibration_faces, to_qat
 from pipeline.train.quantize import quantize_onnx
 from pipeline.train.data import to_input
-from pipeline.train.trainer import load_checkpoint_model
+from pipeline.train.checkpoint import load_checkpoint_model
 from tests.support.cli import run_cli
 from tests.support.training import randomise_batchnorm, write_tiny_npz
 

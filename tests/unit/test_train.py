@@ -16,9 +16,10 @@ from pipeline.classify.metrics import classification_report, compare_paired
 from pipeline.classify.model import ARCHITECTURES, RepConv, RepNet, build_model, count_macs, fuse_branches, parse_layout
 from pipeline.classify.preprocess import normalise
 from pipeline.settings import ClassifySettings
-from pipeline.train.augment import AugmentConfig, augment, cutmix
+from pipeline.train.augment import VIEW_COLUMNS, AugmentConfig, apply_view, augment, cutmix, draw_view
+from pipeline.train.checkpoint import load_checkpoint_model
 from pipeline.train.data import to_input
-from pipeline.train.trainer import load_checkpoint_model
+from pipeline.train.trainer import shared_cross_entropy
 from tests.support.cli import run_cli
 from tests.support.training import randomise_batchnorm, write_tiny_npz
 
@@ -89,9 +90,41 @@ def test_augmentation_keeps_shape_and_changes_pixels() -> None:
     x = torch.randn(16, 1, 48, 48)
     out = augment(x, AugmentConfig(), gen)
     assert out.shape == x.shape and not torch.allclose(out, x)
-    y = torch.arange(16)
-    mixed, ya, yb, lam = cutmix(out, y, AugmentConfig(mix_p=1.0), gen)
-    assert mixed.shape == x.shape and 0.0 <= lam <= 1.0 and ya.shape == yb.shape
+    mixed, perm, lam = cutmix(out, AugmentConfig(mix_p=1.0), gen)
+    assert mixed.shape == x.shape and 0.0 <= lam <= 1.0
+    assert perm is not None and sorted(perm.tolist()) == list(range(16))
+    # The patch comes from the face perm points at; the rest of each face is its own.
+    changed = (mixed != out).flatten(1).any(1)
+    assert torch.equal(changed, (perm != torch.arange(16)) & (lam < 1.0))
+    unmixed, perm, lam = cutmix(out, AugmentConfig(mix_p=0.0), gen)
+    assert unmixed is out and perm is None and lam == 1.0
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_shared_cross_entropy_is_torch_s_weighted_mean_scaled_by_each_face_s_share(smoothing: float) -> None:
+    gen = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(32, 7, generator=gen), torch.randint(7, (32,), generator=gen)
+    weight = torch.rand(7, generator=gen) + 0.5
+    mean = torch.nn.functional.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing)
+    assert torch.allclose(shared_cross_entropy(logits, y, 1.0, weight, smoothing), mean)
+    assert torch.allclose(shared_cross_entropy(logits, y, 0.3, weight, smoothing), 0.3 * mean)
+    assert torch.allclose(shared_cross_entropy(logits, y, torch.full((32,), 0.3), weight, smoothing), 0.3 * mean)
+    share = torch.zeros(32)
+    share[4] = 1.0  # one face alone: its own loss, over the whole batch's weight
+    alone = torch.nn.functional.cross_entropy(logits[4:5], y[4:5], weight=weight, label_smoothing=smoothing)
+    expected = alone * weight[y[4]] / weight[y].sum()
+    assert torch.allclose(shared_cross_entropy(logits, y, share, weight, smoothing), expected)
+
+
+def test_augment_is_a_drawn_view_applied() -> None:
+    # A bank regenerates views with draw_view/apply_view; augment must be exactly that, draw for draw.
+    x = torch.randn(16, 1, 48, 48)
+    cfg = AugmentConfig()
+    drawn = apply_view(x, draw_view(16, cfg, torch.Generator().manual_seed(5)))
+    assert torch.equal(augment(x, cfg, torch.Generator().manual_seed(5)), drawn)
+    ones = {"scale", "flip", "contrast"}
+    identity = torch.tensor([[1.0 if c in ones else 0.0 for c in VIEW_COLUMNS]]).expand(16, -1)
+    assert torch.allclose(apply_view(x, identity), x, atol=1e-5)  # no rotation, shift, jitter or erasing
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
