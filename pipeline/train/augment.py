@@ -6,7 +6,7 @@ batch keeps augmentation a few kernels regardless of batch size, and on the
 
 Drawing a view's random parameters (:func:`draw_view`) is apart from applying them
 (:func:`apply_view`), so a teacher-logit bank can regenerate on one machine the exact views
-whose teacher logits another machine computed (:mod:`pipeline.train.bank`).
+whose teacher logits another machine computed (:mod:`pipeline.train.teachers`).
 """
 
 from __future__ import annotations

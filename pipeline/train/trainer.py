@@ -278,7 +278,9 @@ class Trainer:
         kd = F.kl_div(F.log_softmax(logits / t, dim=1), soft, reduction="batchmean") * t * t
         return self.cfg.kd_alpha * kd + (1 - self.cfg.kd_alpha) * ce
 
-    def _batch(self, idx: torch.Tensor, table: torch.Tensor | None):
+    def _batch(
+        self, idx: torch.Tensor, table: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float | torch.Tensor]:
         """Images, both labels and the first label's share for training faces ``idx``."""
         ya = self.y_train[idx]
         if table is not None:  # the bank's view, CutMix recorded per face

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -86,6 +88,14 @@ def test_bank_refuses_other_faces_other_augmentation_and_other_files(
         TeacherBank.load(out, x, y, replace(AugmentConfig(), erase_p=0.25))
     with pytest.raises(ValueError, match="mix_p differ"):  # the bank's views record the CutMix too
         TeacherBank.load(out, x, y, replace(AugmentConfig(), mix_p=0.5))
+    # A bank whose view 0 this machine draws differently (another torch's generator) is refused too.
+    with np.load(out) as stored:
+        logits, info = stored["logits"], json.loads(str(stored["info"]))
+    info["view0_sha256"] = "0" * 64
+    tampered = tmp_path / "tampered.npz"
+    np.savez(tampered, logits=logits, info=np.array(json.dumps(info)))
+    with pytest.raises(ValueError, match="draws other views"):
+        TeacherBank.load(tampered, x, y, AugmentConfig())
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a bank")
     with pytest.raises(ValueError, match="not a teacher-logit bank"):
