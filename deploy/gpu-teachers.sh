@@ -47,6 +47,7 @@ start)
     fi
     # setsid: the work outlives the call that started it
     setsid nohup bash "$0" run > "$WORK/run.log" 2>&1 < /dev/null &
+    echo $! > "$WORK/run.pid"
     echo "teachers started: seeds $SEEDS, $ARCH, $EPOCHS epochs on $DEVICE; the bank follows them"
     ;;
 run)    # (detached by start) the teachers side by side, then the bank from their best epochs

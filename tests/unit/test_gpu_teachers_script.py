@@ -7,8 +7,10 @@ into $OUT-sized parts, and the parts joined again into files the trainer accepts
 
 from __future__ import annotations
 
+import contextlib
 import lzma
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,6 +42,14 @@ def _wait_for(path: Path, seconds: float) -> None:
         time.sleep(0.5)
 
 
+def _kill_if_ours(pid: int) -> None:
+    """SIGKILL a process the script started, unless it has exited and its pid now names another one."""
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"gpu-teachers.sh" in cmdline or b"pipeline.train" in cmdline:
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_runbook_script_trains_teachers_builds_the_bank_and_ships_both_in_parts(tmp_path: Path) -> None:
     data = write_tiny_npz(tmp_path / "tiny.npz")
     work, out = tmp_path / "work", tmp_path / "out"
@@ -54,17 +64,21 @@ def test_runbook_script_trains_teachers_builds_the_bank_and_ships_both_in_parts(
     env = {**os.environ, "PYTHON": sys.executable, "PACK": str(pack), "WORK": str(work), "OUT": str(out),
            "DEVICE": "cpu", "ARCH": "emonet-t", "EPOCHS": "500", "SEEDS": "1 2", "VIEWS": "2", "MIX_P": "0.5",
            "BANK_BATCH": "100"}
-    _run("stage", env)
-    assert "teachers started" in _run("start", env)
-    assert (work / "fer2013.npz").read_bytes() == data.read_bytes()
-    for seed in (1, 2):
-        _wait_for(work / f"t{seed}" / "best.pt", 90)
-    assert "/500 loss" in _run("status", env)
-    assert "teachers stopped" in _run("bank", env)
-    _wait_for(work / "bank.done", 90)
-    assert not (work / "t1" / "history.json").exists()  # stopped, not finished
-    _run("collect-teachers", env)
-    _run("collect-bank", env)
+    try:
+        _run("stage", env)
+        assert "teachers started" in _run("start", env)
+        assert (work / "fer2013.npz").read_bytes() == data.read_bytes()
+        for seed in (1, 2):
+            _wait_for(work / f"t{seed}" / "best.pt", 90)
+        assert "/500 loss" in _run("status", env)
+        assert "teachers stopped" in _run("bank", env)
+        _wait_for(work / "bank.done", 90)
+        assert not (work / "t1" / "history.json").exists()  # stopped, not finished
+        _run("collect-teachers", env)
+        _run("collect-bank", env)
+    finally:  # a failed step must not leave detached teachers training on the CI machine
+        for pid_file in work.glob("*.pid"):
+            _kill_if_ours(int(pid_file.read_text()))
 
     # Joined here as the model card says, the parts are a teacher and a bank the trainer accepts.
     joined = tmp_path / "joined"
