@@ -73,9 +73,9 @@ def view_batch(
     """Faces ``idx`` of ``x_u8`` (all training faces, uint8) as a view table shows them.
 
     Returns the normalised images, each face's CutMix partner (-1: none) and the share of each
-    image that is its own face (1 where unmixed), which weights the two faces' labels.
+    image that is its own face (1 where unmixed), which weights the two faces' labels. ``table``
+    lies on the faces' device (callers move it once per view, not per batch).
     """
-    table = table.to(x_u8.device)
     rows = table[idx]
     x = apply_view(to_input(x_u8[idx]), rows[:, :_PARTNER])
     partner = rows[:, _PARTNER].long()

@@ -254,16 +254,12 @@ class Trainer:
         }
         if self.swa is not None:
             ckpt["swa"] = self.swa.state_dict()
-        tmp = self.out / "last.pt.tmp"
-        torch.save(ckpt, tmp)
-        tmp.replace(self.out / "last.pt")  # atomic: a kill mid-write keeps the previous epoch
+        _save_atomic(ckpt, self.out / "last.pt")
 
     @staticmethod
     def _save_model(model: nn.Module, path: Path, meta: dict, val: dict, config: object) -> None:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({**meta, "model": state, "val": val, "config": config}, tmp)
-        tmp.replace(path)  # a run killed mid-write (deploy/gpu-teachers.sh bank) keeps the previous best
+        _save_atomic({**meta, "model": state, "val": val, "config": config}, path)
 
     # -- loop --------------------------------------------------------------
     def _loss(self, logits: torch.Tensor, soft: torch.Tensor | None, ya: torch.Tensor, yb: torch.Tensor,
@@ -393,6 +389,13 @@ class Trainer:
             )
         (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
         return self.best_acc
+
+
+def _save_atomic(obj: object, path: Path) -> None:
+    # Written beside, then renamed: a run killed mid-write (a kill, deploy/gpu-teachers.sh bank) keeps the old file.
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
 
 
 def _jsonable(obj: object) -> object:
